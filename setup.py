@@ -1,0 +1,28 @@
+"""Packaging for lsnet-keras: the LSNet family in Keras 3, ported from the official PyTorch code."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lsnet-keras",
+    version="0.1.0",
+    description="LSNet (CVPR 2025) in Keras 3 with the official weights, for TFLite / LiteRT on mobile",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lsnet_keras", "lsnet_keras.*"]),
+    package_data={"lsnet_keras": ["data/*"]},
+    install_requires=[
+        "tensorflow==2.21.0",
+        "keras>=3.13,<4",
+        "numpy>=1.26,<3",
+        "safetensors>=0.4",
+        "pillow>=10",
+    ],
+    extras_require={
+        # Only needed to read official .pth checkpoints. Always pinned: a bare
+        # `torch` requirement pulls gigabytes of CUDA wheels.
+        "torch": ["torch==2.13.0"],
+        "dev": ["torch==2.13.0", "pytest>=8", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:main"]},
+)
