@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 setup(
     name="lsnet-keras",
     version="0.1.0",
-    description="LSNet (CVPR 2025) in Keras 3 with the official weights, for TFLite / LiteRT on mobile",
+    description="LSNet (CVPR 2025) in Keras 3 with the official weights, for LiteRT on mobile",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",

@@ -33,7 +33,9 @@ def build_parser():
     """The argument parser of `lsnet` (one sub-command per job).
 
     Example:
-        >>> build_parser().parse_args(["convert", "--checkpoint", "a.pth", "--output", "a.keras"]).variant
+        >>> args = ["convert", "--checkpoint", "a.pth", "--output", "a.keras"]
+        >>> build_parser().parse_args(args).img_size
+        224
     """
     parser = argparse.ArgumentParser(prog="lsnet", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
