@@ -50,9 +50,14 @@ def _read_pth(path):
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        offending = _unsafe_global(err)
+        if offending is None:
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})"
+            ) from None
         raise CheckpointError(
             f"{path}: refused: the checkpoint contains pickled code or objects that are not "
-            f"tensors ({_unsafe_global(err)}); it was not executed"
+            f"tensors ({offending}); it was not executed"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
         raise CheckpointError(
@@ -81,11 +86,11 @@ def _first_line(err):
 
 
 def _unsafe_global(err):
-    """The offending global named by torch's weights-only unpickler, if it says one."""
+    """The global torch's weights-only unpickler refused (e.g. `posix.system`), or None."""
     for line in str(err).splitlines():
-        if "GLOBAL" in line or "Unsupported" in line:
+        if "GLOBAL" in line:
             return line.strip()
-    return _first_line(err)
+    return None
 
 
 def read_state_dict(path):

@@ -34,12 +34,14 @@ def model_from_checkpoint(checkpoint, variant=None, input_shape=224):
     if variant:
         model = build_variant(variant, **head)
     else:
-        if None in found["embed_dim"] or None in found["num_heads"]:
+        if None in found["embed_dim"]:
             raise CheckpointError(f"{checkpoint}: not an LSNet checkpoint (stages not found)")
+        # Heads only matter where a stage has attention; others take stage 4's count.
+        heads = found["num_heads"][3] or 4
         model = LSNet(
             found["embed_dim"],
             found["depth"],
-            found["num_heads"],
+            tuple(h or heads for h in found["num_heads"]),
             distillation=found["distillation"],
             **head,
         )
