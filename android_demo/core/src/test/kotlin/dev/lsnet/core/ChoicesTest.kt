@@ -1,0 +1,29 @@
+package dev.lsnet.core
+
+import kotlin.test.Test
+import kotlin.test.assertEquals
+
+class ChoicesTest {
+    @Test
+    fun gpuDefaultsToFp16OthersToInt8() {
+        assertEquals(ModelVariant.FP16, Backend.GPU.defaultModel)
+        assertEquals(ModelVariant.INT8, Backend.CPU.defaultModel)
+        assertEquals(ModelVariant.INT8, Backend.NPU.defaultModel)
+        assertEquals("lsnet_t_fp16.tflite", ModelVariant.FP16.asset)
+        assertEquals("lsnet_t_int8.tflite", ModelVariant.INT8.asset)
+    }
+
+    @Test
+    fun reportShowsLatencyThenPredictions() {
+        val window = LatencyWindow().apply { listOf(10.0, 12.0, 30.0).forEach(::add) }
+        val report = formatReport(
+            Choice(Backend.CPU, ModelVariant.INT8),
+            listOf(Prediction(1, 0.875f, "goldfish"), Prediction(0, 0.0625f, "tench")),
+            window,
+        )
+        assertEquals(
+            "CPU INT8  median 12.0 ms  p90 30.0 ms  (last 3)\n 87.5%  goldfish\n  6.3%  tench",
+            report,
+        )
+    }
+}
