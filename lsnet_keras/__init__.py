@@ -3,25 +3,36 @@
 Example:
     >>> import lsnet_keras
     >>> model = lsnet_keras.lsnet_t(weights=None)
-    >>> deploy = lsnet_keras.reparameterize(model)
+    >>> deployed = lsnet_keras.reparameterize(model)
+
+On a TFLite-only machine (tflite-runtime, no Keras) only `lsnet_keras.runtime`,
+`lsnet_keras.preprocess` and `lsnet predict` are available.
 """
 
-from lsnet_keras import layers  # noqa: F401  (registers the layers for keras.models.load_model)
-from lsnet_keras.checkpoint import CheckpointError, read_state_dict
-from lsnet_keras.model import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
-from lsnet_keras.reparam import reparameterize
-from lsnet_keras.weights import export_state_dict, load_weights
-
-__all__ = [
-    "CheckpointError",
-    "LSNet",
-    "build_variant",
-    "export_state_dict",
-    "load_weights",
-    "lsnet_b",
-    "lsnet_s",
-    "lsnet_t",
-    "read_state_dict",
-    "reparameterize",
-]
 __version__ = "0.1.0"
+
+try:
+    import keras  # noqa: F401
+except ImportError:  # a TFLite-only install (Coral, Raspberry Pi): the runtime modules only
+    __all__ = []
+else:
+    from lsnet_keras import layers  # noqa: F401  (registers layers for keras.models.load_model)
+    from lsnet_keras.checkpoint import CheckpointError, read_state_dict
+    from lsnet_keras.export import export_tflite
+    from lsnet_keras.model import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
+    from lsnet_keras.reparam import reparameterize
+    from lsnet_keras.weights import export_state_dict, load_weights
+
+    __all__ = [
+        "CheckpointError",
+        "LSNet",
+        "build_variant",
+        "export_state_dict",
+        "export_tflite",
+        "load_weights",
+        "lsnet_b",
+        "lsnet_s",
+        "lsnet_t",
+        "read_state_dict",
+        "reparameterize",
+    ]

@@ -10,6 +10,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from lsnet_keras.config import IO_TYPES, PRECISIONS, TARGETS  # noqa: E402
+from lsnet_keras.errors import LSNetError  # noqa: E402
+
 
 def _convert(args):
     from lsnet_keras.convert import convert_checkpoint
@@ -27,6 +30,67 @@ def _convert(args):
         f"wrote {args.output}: {model.name} ({form} form), input {model.image_shape}, "
         f"{model.count_params():,} parameters"
     )
+
+
+def _load_keras_model(args):
+    """The model named by MODEL (.keras) or --variant/--checkpoint (random weights if none)."""
+    from lsnet_keras.convert import load_keras_model, model_from_checkpoint
+    from lsnet_keras.model import build_variant
+
+    if args.model:
+        return load_keras_model(args.model)
+    if args.checkpoint:
+        return model_from_checkpoint(args.checkpoint, args.variant, args.img_size)
+    if not args.variant:
+        raise LSNetError("give a MODEL (.keras), --checkpoint, or --variant")
+    print(f"note: no --checkpoint: {args.variant} has RANDOM weights (for testing the path only)")
+    return build_variant(args.variant, input_shape=args.img_size)
+
+
+def _export(args):
+    from lsnet_keras.calibration import folder_images
+    from lsnet_keras.export import export_tflite
+
+    model = _load_keras_model(args)
+    calibration = None
+    if args.precision == "int8":
+        if args.calibration:
+            calibration = folder_images(args.calibration, model.input_shape[1])
+            print(f"calibrating on {len(calibration)} images from {args.calibration}")
+        else:
+            print(
+                "calibrating on the built-in generated set (pass --calibration DIR for real images)"
+            )
+    export_tflite(
+        model,
+        args.output,
+        precision=args.precision,
+        target=args.target,
+        io=args.io,
+        calibration=calibration,
+        include_preprocessing=args.include_preprocessing,
+        overwrite=args.force,
+    )
+    print(
+        f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB, {args.precision}, "
+        f"target {args.target})"
+    )
+
+
+def _predict(args):
+    from lsnet_keras.labels import labels_for
+    from lsnet_keras.preprocess import eval_crop, load_image
+    from lsnet_keras.runtime import TFLiteClassifier
+
+    classifier = TFLiteClassifier(args.model, num_threads=args.threads, delegate=args.delegate)
+    labels = labels_for(args.model, classifier.num_classes, args.labels)
+    print(f"{args.model}: {classifier.runtime}, input {classifier.input_description()}")
+    for image_path in args.images:
+        pixels = eval_crop(load_image(image_path), classifier.height, classifier.width)
+        top, seconds = classifier.classify_timed(pixels, args.top_k)
+        print(f"{image_path}: {seconds * 1000:.1f} ms")
+        for index, probability in top:
+            print(f"  {probability:7.4f}  {labels[index]}")
 
 
 def build_parser():
@@ -60,6 +124,35 @@ def build_parser():
     )
     convert.add_argument("--force", action="store_true", help="replace an existing output")
     convert.set_defaults(run=_convert)
+
+    export = commands.add_parser("export", help=".keras / checkpoint -> builtins-only .tflite")
+    export.add_argument("model", nargs="?", help="a .keras file (or use --variant/--checkpoint)")
+    export.add_argument("--variant", help="lsnet_t, lsnet_s, lsnet_b (+ _distill)")
+    export.add_argument("--checkpoint", help="official .pth / .safetensors for --variant")
+    export.add_argument("--img-size", type=int, default=224, help="input size; default 224")
+    export.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    export.add_argument("--target", choices=TARGETS, default="cpu")
+    export.add_argument(
+        "--io", choices=IO_TYPES, default="float32", help="input/output type of int8 models"
+    )
+    export.add_argument("--calibration", help="folder of images for int8 calibration")
+    export.add_argument(
+        "--include-preprocessing",
+        action="store_true",
+        help="the model takes uint8 RGB crops and normalizes inside",
+    )
+    export.add_argument("--output", required=True, help="the .tflite file to write")
+    export.add_argument("--force", action="store_true", help="replace an existing output")
+    export.set_defaults(run=_export)
+
+    predict = commands.add_parser("predict", help="top-5 labels and latency of a .tflite model")
+    predict.add_argument("model", help="a .tflite classifier")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--threads", type=int, default=None)
+    predict.add_argument("--delegate", choices=["edgetpu"], help="load libedgetpu (Coral)")
+    predict.add_argument("--labels", help="labels file, one per line (default: the model's)")
+    predict.set_defaults(run=_predict)
     return parser
 
 
@@ -71,8 +164,6 @@ def main(argv=None):
         2
     """
     args = build_parser().parse_args(argv)
-    from lsnet_keras.errors import LSNetError
-
     try:
         args.run(args)
     except LSNetError as err:

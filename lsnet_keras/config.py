@@ -13,6 +13,10 @@ import numpy as np
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_KEY_DIM = (16, 16, 16, 16)
+# Export choices: numeric precision, the hardware the graph is laid out for, int8 model I/O.
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+TARGETS = ("cpu", "gpu", "edgetpu")
+IO_TYPES = ("float32", "int8", "uint8")
 
 VARIANTS = {
     "lsnet_t": {

@@ -49,6 +49,31 @@ def model_from_checkpoint(checkpoint, variant=None, input_shape=224):
     return model
 
 
+def load_keras_model(path):
+    """Load a `.keras` LSNet with a one-line error for a missing or unreadable file.
+
+    Example:
+        >>> load_keras_model("missing.keras")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.checkpoint.CheckpointError: missing.keras: model file not found
+    """
+    import os
+
+    import keras
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: model file not found")
+    if not path.endswith(".keras"):
+        raise CheckpointError(f"{path}: expected a .keras model file")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types for damaged archives
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a loadable .keras model ({first})") from None
+
+
 def convert_checkpoint(
     checkpoint, output, variant=None, input_shape=224, deploy=False, overwrite=False
 ):

@@ -306,8 +306,15 @@ class Attention(keras.layers.Layer):
         (1, 4, 4, 64)
     """
 
-    def __init__(self, dim, key_dim, num_heads, resolution, deploy=False, **kwargs):
+    FORMULATIONS = ("matmul", "elementwise")
+
+    def __init__(
+        self, dim, key_dim, num_heads, resolution, deploy=False, formulation="matmul", **kwargs
+    ):
         super().__init__(**kwargs)
+        if formulation not in self.FORMULATIONS:
+            raise ValueError(f"formulation must be one of {self.FORMULATIONS}, got {formulation!r}")
+        self.formulation = formulation
         self.dim = dim
         self.key_dim = key_dim
         self.num_heads = num_heads
@@ -335,23 +342,56 @@ class Attention(keras.layers.Layer):
         )
 
     def call(self, x, training=None):
-        _, h, w, _ = ops.shape(x)
-        nh, kd, vd = self.num_heads, self.key_dim, self.value_dim
+        nh, kd = self.num_heads, self.key_dim
         qkv = self.qkv(x, training=training)
         q = self.dw(qkv[..., : nh * kd], training=training)
         k = qkv[..., nh * kd : 2 * nh * kd]
         v = qkv[..., 2 * nh * kd :]
+        bias = ops.take(self.attention_biases, self.bias_index, axis=1)
+        bias = ops.cast(bias, self.compute_dtype)
+        if self.formulation == "matmul":
+            out = self._matmul_attention(q, k, v, bias)
+        else:
+            out = self._elementwise_attention(q, k, v, bias)
+        return self.proj(ops.relu(out), training=training)
+
+    def _softmax(self, scores):
+        attn = ops.softmax(ops.cast(scores, _stats_dtype(self.compute_dtype)), axis=-1)
+        return ops.cast(attn, self.compute_dtype)
+
+    def _matmul_attention(self, q, k, v, bias):
+        """All heads at once with batched matmuls on (batch, heads, tokens, channels)."""
+        _, h, w, _ = ops.shape(q)
+        nh, kd, vd = self.num_heads, self.key_dim, self.value_dim
         q = ops.transpose(ops.reshape(q, (-1, h * w, nh, kd)), (0, 2, 1, 3))
         k = ops.transpose(ops.reshape(k, (-1, h * w, nh, kd)), (0, 2, 3, 1))
         v = ops.transpose(ops.reshape(v, (-1, h * w, nh, vd)), (0, 2, 1, 3))
-        bias = ops.take(self.attention_biases, self.bias_index, axis=1)
-        attn = ops.matmul(q, k) * self.scale + ops.cast(bias, self.compute_dtype)
-        attn = ops.cast(
-            ops.softmax(ops.cast(attn, _stats_dtype(self.compute_dtype)), axis=-1),
-            self.compute_dtype,
-        )
-        out = ops.reshape(ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3)), (-1, h, w, nh * vd))
-        return self.proj(ops.relu(out), training=training)
+        attn = self._softmax(ops.matmul(q, k) * self.scale + bias)
+        return ops.reshape(ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3)), (-1, h, w, nh * vd))
+
+    def _elementwise_attention(self, q, k, v, bias):
+        """Per head, with broadcast products and reductions over H/W-like axes only.
+
+        For accelerators without batched matmul and with 1-D softmax (Coral Edge TPU): every
+        tensor has at most 3 non-unit dimensions at batch 1; scores (1, N, N, kd) are summed by
+        a 1x1 convolution with constant weights, each row gets its own 1-D softmax, and the
+        weighted sum over tokens is a MEAN over axis 2 times N.
+        """
+        _, h, w, _ = ops.shape(q)
+        n = h * w
+        kd, vd = self.key_dim, self.value_dim
+        sum_channels = ops.full((1, 1, kd, 1), self.scale, dtype=self.compute_dtype)
+        heads = []
+        for head in range(self.num_heads):
+            q_h = ops.reshape(q[..., head * kd : (head + 1) * kd], (-1, n, 1, kd))
+            k_h = ops.reshape(k[..., head * kd : (head + 1) * kd], (-1, 1, n, kd))
+            scores = ops.conv(q_h * k_h, sum_channels)  # (batch, n, n, 1)
+            scores = scores + ops.reshape(bias[head], (1, n, n, 1))
+            rows = [self._softmax(ops.reshape(scores[:, i], (-1, n))) for i in range(n)]
+            attn = ops.reshape(ops.stack(rows, axis=1), (-1, n, n, 1))
+            v_h = ops.reshape(v[..., head * vd : (head + 1) * vd], (-1, 1, n, vd))
+            heads.append(ops.mean(attn * v_h, axis=2) * float(n))  # (batch, n, vd)
+        return ops.reshape(ops.concatenate(heads, axis=-1), (-1, h, w, self.num_heads * vd))
 
     def get_config(self):
         config = super().get_config()
@@ -361,6 +401,7 @@ class Attention(keras.layers.Layer):
             num_heads=self.num_heads,
             resolution=self.resolution,
             deploy=self.deploy,
+            formulation=self.formulation,
         )
         return config
 
@@ -370,7 +411,8 @@ class Block(keras.layers.Layer):
     """One LSNet block: token mixer, optional SE, then a residual FFN (hidden = 2 * dim).
 
     `kind` is "repvgg" (RepVGGDW + SqueezeExcite; even block indices), "lsconv" (odd indices
-    of stages 1-3) or "attention" (odd indices of stage 4, residual).
+    of stages 1-3) or "attention" (odd indices of stage 4, residual); `formulation` picks how
+    attention is computed (see Attention).
 
     Example:
         >>> Block(32, 16, 2, kind="repvgg")(keras.ops.zeros((1, 4, 4, 32))).shape
@@ -379,7 +421,17 @@ class Block(keras.layers.Layer):
 
     KINDS = ("repvgg", "lsconv", "attention")
 
-    def __init__(self, dim, key_dim, num_heads, kind, resolution=None, deploy=False, **kwargs):
+    def __init__(
+        self,
+        dim,
+        key_dim,
+        num_heads,
+        kind,
+        resolution=None,
+        deploy=False,
+        formulation="matmul",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if kind not in self.KINDS:
             raise ValueError(f"Block kind must be one of {self.KINDS}, got {kind!r}")
@@ -389,6 +441,7 @@ class Block(keras.layers.Layer):
         self.kind = kind
         self.resolution = None if resolution is None else tuple(resolution)
         self.deploy = deploy
+        self.formulation = formulation
         policy = self.dtype_policy
         self.se = None
         if kind == "repvgg":
@@ -398,7 +451,14 @@ class Block(keras.layers.Layer):
             self.mixer = LSConv(dim, deploy=deploy, name="mixer", dtype=policy)
         else:
             self.mixer = Attention(
-                dim, key_dim, num_heads, resolution, deploy=deploy, name="mixer", dtype=policy
+                dim,
+                key_dim,
+                num_heads,
+                resolution,
+                deploy=deploy,
+                formulation=formulation,
+                name="mixer",
+                dtype=policy,
             )
         self.ffn = FFN(dim, 2 * dim, deploy=deploy, name="ffn", dtype=policy)
 
@@ -418,6 +478,7 @@ class Block(keras.layers.Layer):
             kind=self.kind,
             resolution=self.resolution,
             deploy=self.deploy,
+            formulation=self.formulation,
         )
         return config
 

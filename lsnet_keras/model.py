@@ -48,6 +48,8 @@ class LSNet(keras.Model):
         input_shape: static input size, an int or (height, width[, 3]); default 224.
         features_only: return the four stage outputs (strides 8, 16, 32, 64) instead.
         deploy: the inference form made by `reparameterize` (no BatchNorm, fused RepVGG).
+        attention_formulation: "matmul" (batched matmuls; CPU, GPU, training) or
+            "elementwise" (no BATCH_MATMUL, 1-D softmax; Coral Edge TPU). Same weights.
         weights: a checkpoint path (`.pth`, `.safetensors`) to load, or None.
 
     Example:
@@ -69,6 +71,7 @@ class LSNet(keras.Model):
         input_shape=224,
         features_only=False,
         deploy=False,
+        attention_formulation="matmul",
         weights=None,
         name="lsnet",
         **kwargs,
@@ -118,6 +121,7 @@ class LSNet(keras.Model):
                     kind=block_kind(stage, index),
                     resolution=resolutions[stage],
                     deploy=deploy,
+                    formulation=attention_formulation,
                     name=f"blocks{stage + 1}_{first + index}",
                 )
                 x = add(block, f"blocks{stage + 1}.{first + index}")(x)
@@ -145,6 +149,7 @@ class LSNet(keras.Model):
         self.image_shape = image_shape
         self.features_only = features_only
         self.deploy = deploy
+        self.attention_formulation = attention_formulation
         # Keras layer name -> official state_dict prefix, for the weight mapping.
         self.official_prefixes = prefixes
         if weights is not None:
@@ -164,6 +169,7 @@ class LSNet(keras.Model):
             "input_shape": self.image_shape,
             "features_only": self.features_only,
             "deploy": self.deploy,
+            "attention_formulation": self.attention_formulation,
             "name": self.name,
             "trainable": self.trainable,
         }

@@ -57,17 +57,18 @@ def resize_shorter_side(image, size):
     return image.resize(new_size, Image.BICUBIC)
 
 
-def center_crop(image, size):
-    """Crop the central `size` x `size` square, rounding offsets as torchvision does.
+def center_crop(image, height, width=None):
+    """Crop the central `height` x `width` region, rounding offsets as torchvision does.
 
     Example:
         >>> center_crop(Image.new("RGB", (341, 256)), 224).size
         (224, 224)
     """
-    width, height = image.size
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
+    width = height if width is None else width
+    image_width, image_height = image.size
+    top = int(round((image_height - height) / 2.0))
+    left = int(round((image_width - width) / 2.0))
+    return image.crop((left, top, left + width, top + height))
 
 
 def normalize(pixels):
@@ -81,14 +82,19 @@ def normalize(pixels):
     return (scaled - np.array(IMAGENET_MEAN, "float32")) / np.array(IMAGENET_STD, "float32")
 
 
-def eval_crop(image, size=224):
+def eval_crop(image, height=224, width=None):
     """The official resize + center crop, without normalization (an app's uint8 input).
+
+    The shorter side goes to `int(256 / 224 * max(height, width))`, bicubic, then the center
+    `height` x `width` is cropped (square models: exactly the official transform).
 
     Example:
         >>> eval_crop(Image.new("RGB", (500, 375)), 224).size
         (224, 224)
     """
-    return center_crop(resize_shorter_side(image, int((256 / 224) * size)), size)
+    width = height if width is None else width
+    resized = resize_shorter_side(image, int((256 / 224) * max(height, width)))
+    return center_crop(resized, height, width)
 
 
 def eval_transform(image, size=224):

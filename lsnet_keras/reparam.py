@@ -15,6 +15,9 @@ import numpy as np
 from lsnet_keras.layers import BN_EPSILON
 from lsnet_keras.model import LSNet
 
+# How each target computes attention (see layers.Attention): Edge TPU has no BATCH_MATMUL.
+TARGET_ATTENTION = {"cpu": "matmul", "gpu": "matmul", "edgetpu": "elementwise"}
+
 
 def _f64(variable):
     return np.asarray(variable, dtype="float64")
@@ -92,8 +95,29 @@ def _fuse_head(model, deployed):
     _assign(deployed.get_layer("head").linear, kernel, bias)
 
 
-def reparameterize(model):
+def with_target_layout(model, target):
+    """The same model (same weights) laid out for `target`: cpu, gpu or edgetpu.
+
+    Example:
+        >>> import lsnet_keras
+        >>> model = lsnet_keras.reparameterize(lsnet_keras.lsnet_t(input_shape=64))
+        >>> with_target_layout(model, "edgetpu").attention_formulation
+        'elementwise'
+    """
+    formulation = TARGET_ATTENTION[target]
+    if model.attention_formulation == formulation:
+        return model
+    config = model.get_config()
+    config.update(attention_formulation=formulation)
+    laid_out = LSNet.from_config(config)
+    laid_out.set_weights(model.get_weights())
+    return laid_out
+
+
+def reparameterize(model, target="cpu"):
     """Return the deployment form of a training-form LSNet, with the same outputs.
+
+    `target` (cpu, gpu, edgetpu) picks the graph layout the deployed model computes with.
 
     Example:
         >>> import numpy as np, lsnet_keras
@@ -106,7 +130,7 @@ def reparameterize(model):
     if model.deploy:
         raise ValueError(f"{model.name} is already reparameterized (deploy=True)")
     config = model.get_config()
-    config.update(deploy=True, distillation=False)
+    config.update(deploy=True, distillation=False, attention_formulation=TARGET_ATTENTION[target])
     deployed = LSNet.from_config(config)
     for name, prefix in model.official_prefixes.items():
         source = model.get_layer(name)

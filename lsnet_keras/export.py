@@ -1,0 +1,146 @@
+"""Keras LSNet -> `.tflite` with TFLite builtin ops only, for Android CPU, GPU and Edge TPU.
+
+The model is reparameterized first, traced with a static input (batch 1 by default) and
+converted with `TFLITE_BUILTINS` only (never Flex / SELECT_TF_OPS). Every exported graph is
+checked: builtin ops only, every tensor at most 4-D.
+
+Example:
+    >>> import lsnet_keras
+    >>> from lsnet_keras.export import export_tflite
+    >>> model = lsnet_keras.lsnet_t(num_classes=10, input_shape=64)
+    >>> tflite_bytes = export_tflite(model, precision="fp16")
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from lsnet_keras.calibration import builtin_images
+from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD, IO_TYPES, PRECISIONS, TARGETS
+from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import atomic_path
+from lsnet_keras.preprocess import normalize
+from lsnet_keras.reparam import reparameterize, with_target_layout
+from lsnet_keras.tflite_graph import read_graph
+
+TF_TYPES = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
+
+
+class ExportError(LSNetError):
+    """An export option that cannot work, or a graph that is not mobile-ready."""
+
+
+def _check_options(precision, target, io, include_preprocessing):
+    for value, allowed, name in (
+        (precision, PRECISIONS, "precision"),
+        (target, TARGETS, "target"),
+        (io, IO_TYPES, "io"),
+    ):
+        if value not in allowed:
+            raise ExportError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
+    if target == "edgetpu" and precision != "int8":
+        raise ExportError("--target edgetpu runs only full-integer models: use --precision int8")
+    if io != "float32" and precision != "int8":
+        raise ExportError(f"--io {io} needs --precision int8 (other precisions take float32)")
+    if include_preprocessing and io == "int8":
+        raise ExportError("--include-preprocessing takes uint8 pixels: use --io uint8 or float32")
+
+
+def _serving_function(model, batch_size, include_preprocessing):
+    """A tf.function with a static input signature; uint8 pixels in when preprocessing."""
+    height, width, channels = model.input_shape[1:]
+    if include_preprocessing:
+        mean = tf.constant(np.array(IMAGENET_MEAN, "float32") * 255.0)
+        inv_std = tf.constant(1.0 / (np.array(IMAGENET_STD, "float32") * 255.0))
+
+        def serve(image):
+            return model((tf.cast(image, tf.float32) - mean) * inv_std, training=False)
+
+        dtype = tf.uint8
+    else:
+
+        def serve(image):
+            return model(image, training=False)
+
+        dtype = tf.float32
+    spec = tf.TensorSpec((batch_size, height, width, channels), dtype, name="image")
+    return tf.function(serve, input_signature=[spec]).get_concrete_function()
+
+
+def _representative(images, include_preprocessing):
+    """Calibration batches: uint8 crops, normalized unless the model normalizes itself."""
+
+    def generate():
+        for image in images:
+            batch = image[None]
+            yield [batch.astype("float32") if include_preprocessing else normalize(batch)]
+
+    return generate
+
+
+def check_mobile_graph(model_bytes, source="model"):
+    """Raise ExportError unless the graph has builtin ops only and no tensor above 4-D.
+
+    Example:
+        >>> check_mobile_graph(export_tflite(lsnet_keras.lsnet_t(input_shape=64)))  # doctest: +SKIP
+    """
+    graph = read_graph(model_bytes, source)
+    custom = sorted({op.name for op in graph.operators if op.name.startswith("CUSTOM")})
+    if custom:
+        raise ExportError(f"{source}: non-builtin ops {custom} (Flex/custom ops do not run)")
+    if graph.max_rank() > 4:
+        worst = max(graph.tensors, key=lambda t: len(t.shape))
+        raise ExportError(f"{source}: tensor {worst.name} is {len(worst.shape)}-D {worst.shape}")
+    return graph
+
+
+def export_tflite(
+    model,
+    output=None,
+    precision="fp32",
+    target="cpu",
+    io="float32",
+    calibration=None,
+    include_preprocessing=False,
+    batch_size=1,
+    overwrite=False,
+):
+    """Convert an LSNet to TFLite and return the model bytes (also written to `output`).
+
+    Args:
+        model: a training-form or reparameterized LSNet (reparameterized here if needed).
+        precision: fp32, fp16 (float16 weights), dynamic (int8 weights, float activations) or
+            int8 (full-integer post-training quantization).
+        target: cpu (XNNPACK), gpu (LiteRT GPU delegate) or edgetpu (Coral; int8 only).
+        io: input/output type of an int8 model: float32, int8 or uint8.
+        calibration: uint8 RGB images (N, H, W, 3), already resized and center-cropped, for
+            int8; None uses the built-in generated set (see `lsnet_keras.calibration`).
+        include_preprocessing: the model takes uint8 RGB and normalizes inside.
+
+    Example:
+        >>> data = export_tflite(lsnet_keras.lsnet_t(input_shape=64), precision="int8",
+        ...                      io="uint8")
+    """
+    _check_options(precision, target, io, include_preprocessing)
+    model = with_target_layout(model, target) if model.deploy else reparameterize(model, target)
+    function = _serving_function(model, batch_size, include_preprocessing)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8":
+        if calibration is None:
+            calibration = builtin_images(32, model.input_shape[1], seed=0)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration, include_preprocessing)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = TF_TYPES["uint8" if include_preprocessing else io]
+        converter.inference_output_type = TF_TYPES[io]
+    model_bytes = converter.convert()
+    check_mobile_graph(model_bytes, f"{model.name} ({precision})")
+    if output is not None:
+        with atomic_path(output, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
+            f.write(model_bytes)
+    return model_bytes
