@@ -72,7 +72,7 @@ def _representative(images, include_preprocessing):
     def generate():
         for image in images:
             batch = image[None]
-            yield [batch.astype("float32") if include_preprocessing else normalize(batch)]
+            yield [batch.astype("uint8") if include_preprocessing else normalize(batch)]
 
     return generate
 

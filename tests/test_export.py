@@ -1,0 +1,164 @@
+"""TFLite export: parity with Keras, precisions, targets, and the mobile-graph guarantees."""
+
+import numpy as np
+import pytest
+from conftest import keras_model_for, nhwc
+from goldens import CASES
+
+import lsnet_keras
+import lsnet_keras.errors
+from lsnet_keras.export import ExportError, export_tflite
+from lsnet_keras.reparam import with_target_layout
+from lsnet_keras.tflite_graph import read_graph
+
+TINY_CASES = [c for c in CASES if c.startswith("tiny")]
+
+
+def run_tflite(model_bytes, inputs):
+    """Outputs of a .tflite model (ai-edge-litert) for NHWC inputs, one image at a time."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    interpreter.allocate_tensors()
+    (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for image in inputs:
+        interpreter.set_tensor(source["index"], image[None].astype(source["dtype"]))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(sink["index"])[0])
+    return np.stack(outputs)
+
+
+def assert_mobile_graph(model_bytes):
+    graph = read_graph(model_bytes)
+    assert not [op.name for op in graph.operators if op.name.startswith("CUSTOM")]
+    assert graph.max_rank() <= 4
+    return graph
+
+
+@pytest.fixture(scope="module")
+def tiny_models(golden):
+    models = {}
+    for name in TINY_CASES:
+        case = golden(name)
+        model = keras_model_for(case["config"])
+        lsnet_keras.load_weights(model, case["state_dict"], source=name)
+        models[name] = (case, model)
+    return models
+
+
+@pytest.mark.parametrize("name", TINY_CASES)
+def test_fp32_tflite_matches_keras_and_golden(name, tiny_models):
+    case, model = tiny_models[name]
+    tflite = export_tflite(model)
+    assert_mobile_graph(tflite)
+    x = nhwc(case["input"])
+    logits = run_tflite(tflite, x)
+    deployed = lsnet_keras.reparameterize(model)
+    assert np.abs(logits - deployed.predict(x, verbose=0)).max() <= 1e-4
+    assert np.abs(logits - case["logits"]).max() <= 1e-4
+
+
+def test_fp16_and_dynamic_stay_close(tiny_models):
+    case, model = tiny_models["tiny_128"]
+    x = nhwc(case["input"])
+    for precision, bound in [("fp16", 2e-2), ("dynamic", 0.2)]:
+        tflite = export_tflite(model, precision=precision)
+        assert_mobile_graph(tflite)
+        diff = np.abs(run_tflite(tflite, x) - case["logits"]).max()
+        assert diff <= bound * np.abs(case["logits"]).max(), (precision, diff)
+
+
+@pytest.mark.parametrize("io", ["float32", "int8", "uint8"])
+def test_int8_is_full_integer_with_requested_io(io, tiny_models):
+    _, model = tiny_models["tiny_160"]
+    graph = assert_mobile_graph(export_tflite(model, precision="int8", io=io))
+    image, logits = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    assert (image.dtype, logits.dtype) == (io, io)
+    inner = [
+        t
+        for op in graph.operators
+        if op.name not in ("QUANTIZE", "DEQUANTIZE")
+        for t in (graph.tensors[i] for i in op.outputs)
+    ]
+    assert {t.dtype for t in inner} <= {"int8", "int32"}
+
+
+def test_include_preprocessing_takes_uint8_pixels(tiny_models):
+    case, model = tiny_models["tiny_128"]
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 128, 128, 3)).astype("uint8")
+    from lsnet_keras.preprocess import normalize
+
+    expected = run_tflite(export_tflite(model), normalize(pixels))
+    tflite = export_tflite(model, include_preprocessing=True)
+    graph = assert_mobile_graph(tflite)
+    assert graph.tensors[graph.inputs[0]].dtype == "uint8"
+    assert np.abs(run_tflite(tflite, pixels) - expected).max() <= 1e-4
+    quantized = read_graph(export_tflite(model, precision="int8", include_preprocessing=True))
+    assert quantized.tensors[quantized.inputs[0]].dtype == "uint8"
+
+
+def test_edgetpu_layout_keeps_the_float_outputs(tiny_models):
+    case, model = tiny_models["tiny_160"]
+    deployed = lsnet_keras.reparameterize(model)
+    edgetpu = with_target_layout(deployed, "edgetpu")
+    x = nhwc(case["input"])
+    outputs = edgetpu.predict(x, verbose=0)
+    assert np.abs(outputs - deployed.predict(x, verbose=0)).max() <= 1e-5
+    assert np.abs(outputs - case["logits"]).max() <= 1e-4
+
+
+def test_edgetpu_int8_passes_the_checker(tiny_models):
+    from lsnet_keras.edgetpu import check_edgetpu
+
+    _, model = tiny_models["tiny_128"]
+    tflite = export_tflite(model, precision="int8", target="edgetpu", io="uint8")
+    assert "BATCH_MATMUL" not in assert_mobile_graph(tflite).op_counts()
+    report = check_edgetpu(tflite)
+    assert report.ok and not report.blockers
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"precision": "int4"}, "--precision must be one of"),
+        ({"target": "edgetpu"}, "--target edgetpu runs only full-integer"),
+        ({"io": "uint8"}, "--io uint8 needs --precision int8"),
+        ({"precision": "int8", "io": "int8", "include_preprocessing": True}, "uint8 pixels"),
+    ],
+)
+def test_bad_option_combinations_are_named(options, message, tiny_models):
+    _, model = tiny_models["tiny_128"]
+    with pytest.raises(ExportError, match=message):
+        export_tflite(model, **options)
+
+
+def test_output_is_atomic_and_not_overwritten(tiny_models, tmp_path):
+    _, model = tiny_models["tiny_128"]
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"keep me")
+    with pytest.raises(lsnet_keras.errors.LSNetError, match="already exists"):
+        export_tflite(model, target)
+    assert target.read_bytes() == b"keep me"
+    export_tflite(model, target, overwrite=True)
+    assert target.read_bytes()[4:8] == b"TFL3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+@pytest.mark.slow
+def test_lsnet_t_every_precision_and_target(golden):
+    from lsnet_keras.edgetpu import check_edgetpu
+
+    case = golden("lsnet_t_224")
+    model = keras_model_for(case["config"])
+    lsnet_keras.load_weights(model, case["state_dict"], source="lsnet_t_224")
+    x = nhwc(case["input"])
+    fp32 = export_tflite(model)
+    # end to end against the official logits (float32 rounding: see test_parity_goldens)
+    assert np.abs(run_tflite(fp32, x) - case["logits"]).max() <= 1e-3
+    for target in ("cpu", "gpu"):
+        for precision in ("fp32", "fp16", "dynamic", "int8"):
+            assert_mobile_graph(export_tflite(model, precision=precision, target=target))
+    edgetpu = export_tflite(model, precision="int8", target="edgetpu", io="uint8")
+    assert_mobile_graph(edgetpu)
+    assert check_edgetpu(edgetpu).ok
