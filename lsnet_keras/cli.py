@@ -93,6 +93,29 @@ def _predict(args):
             print(f"  {probability:7.4f}  {labels[index]}")
 
 
+def _edgetpu_check(args):
+    from lsnet_keras.edgetpu import check_edgetpu, format_report
+
+    report = check_edgetpu(args.model)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def _pipeline(args):
+    from lsnet_keras.pipeline import run_pipeline
+
+    run_pipeline(
+        args.variant,
+        checkpoint=args.checkpoint,
+        output_dir=args.output_dir,
+        img_size=args.img_size,
+        calibration_dir=args.calibration,
+        threads=tuple(args.threads),
+        runs=args.runs,
+        overwrite=args.force,
+    )
+
+
 def build_parser():
     """The argument parser of `lsnet` (one sub-command per job).
 
@@ -153,6 +176,25 @@ def build_parser():
     predict.add_argument("--delegate", choices=["edgetpu"], help="load libedgetpu (Coral)")
     predict.add_argument("--labels", help="labels file, one per line (default: the model's)")
     predict.set_defaults(run=_predict)
+
+    check = commands.add_parser(
+        "edgetpu-check", help="which ops of a .tflite map to the Coral Edge TPU (compiler 16)"
+    )
+    check.add_argument("model", help="a full-integer .tflite model")
+    check.set_defaults(run=_edgetpu_check)
+
+    pipeline = commands.add_parser(
+        "pipeline", help="export fp32/int8/fp16-GPU/int8-Edge TPU, verify, benchmark, report"
+    )
+    pipeline.add_argument("--variant", default="lsnet_t", help="lsnet_t, lsnet_s, lsnet_b")
+    pipeline.add_argument("--checkpoint", help="official .pth / .safetensors (else random)")
+    pipeline.add_argument("--img-size", type=int, default=224)
+    pipeline.add_argument("--calibration", help="folder of images for int8 calibration")
+    pipeline.add_argument("--output-dir", default="lsnet_out")
+    pipeline.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    pipeline.add_argument("--runs", type=int, default=20, help="timed runs per model")
+    pipeline.add_argument("--force", action="store_true", help="replace existing files")
+    pipeline.set_defaults(run=_pipeline)
     return parser
 
 
@@ -165,11 +207,10 @@ def main(argv=None):
     """
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
     except LSNetError as err:
         print(f"lsnet {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

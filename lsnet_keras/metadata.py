@@ -18,7 +18,9 @@ What those consumers accept (MediaPipe Tasks 1.2.3, Task Library 0.4.4):
 - float32 input receives (pixel - mean) / std. MediaPipe refuses per-channel values ("Per-channel
   image normalization is not available"), so it cannot run the float32 ImageNet-normalized
   models; the Task Library applies per-channel values;
-- scores are the output tensor as is: logits stay logits.
+- scores are the output tensor as is (logits stay logits), dequantized for uint8; the Task
+  Library drops scores below 0 unless the metadata sets a threshold, which is why a threshold
+  keeping every score is written.
 
 Example:
     >>> from lsnet_keras.labels import imagenet_labels
@@ -50,10 +52,11 @@ except ImportError:  # TensorFlow ships the same generated module
 METADATA_NAME = b"TFLITE_METADATA"
 MIN_PARSER_VERSION = "1.0.0"  # every field written here exists in metadata schema 1.0.0
 FEATURE, IMAGE = 1, 2  # ContentProperties union
-NORMALIZATION = 1  # ProcessUnitOptions union
+NORMALIZATION, SCORE_THRESHOLDING = 1, 3  # ProcessUnitOptions union
 RGB = 1  # ColorSpaceType
 TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 COLOR_SPACES = {0: "UNKNOWN", 1: "RGB", 2: "GRAYSCALE"}
+KEEP_ALL_SCORES = float(np.finfo(np.float32).min)
 
 
 class MetadataError(LSNetError):
@@ -74,6 +77,7 @@ def add_classifier_metadata(
     input_description=None,
     output_description=None,
     labels_file="labels.txt",
+    score_threshold=KEEP_ALL_SCORES,
 ):
     """The model with classifier metadata and `labels` packed as `labels_file`.
 
@@ -84,6 +88,8 @@ def add_classifier_metadata(
         mean, std: 1 or 3 values in 0..255 pixel units, the model input being
             (pixel - mean) / std. Required for float32 input; uint8 input is fed raw pixels,
             so it takes mean 0, std 1 (the default).
+        score_threshold: consumers drop scores below it. The default keeps them all: logits
+            can be negative, and without a threshold the Task Library drops scores below 0.
 
     Example:
         >>> tagged = add_classifier_metadata(tflite_bytes, ["cat", "dog"], mean=(127.5,),
@@ -104,16 +110,13 @@ def add_classifier_metadata(
         raise MetadataError("a label cannot contain a line break")
     mean, std = _normalization(image, mean, std)
     _warn_unsupported(image, scores)
-    if image.type == schema.TensorType.FLOAT32:
+    if image.type == schema.TensorType.UINT8:  # the value range goes into Stats, as writers do
+        low, high, kind = (0.0,), (255.0,), "uint8 RGB pixels 0..255, normalized inside the model"
+    else:
         low = tuple((0.0 - m) / s for m, s in zip(mean, std))
         high = tuple((255.0 - m) / s for m, s in zip(mean, std))
-    else:
-        low, high = (0.0,), (255.0,)
-    if image.type == schema.TensorType.UINT8:
-        kind = "uint8 RGB pixels 0..255, normalized inside the model"
-    else:
         kind = "RGB, (pixel - mean) / std with pixels in 0..255"
-    tensors = {
+    fields = {
         "name": name,
         "description": description,
         "version": version,
@@ -128,8 +131,9 @@ def add_classifier_metadata(
         "std": std,
         "min": low,
         "max": high,
+        "score_threshold": float(score_threshold),
     }
-    _set_metadata_buffer(model, _metadata_flatbuffer(tensors))
+    _set_metadata_buffer(model, _metadata_flatbuffer(fields))
     builder = flatbuffers.Builder(len(tflite_bytes) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     out = io.BytesIO(builder.Output())
@@ -144,12 +148,15 @@ def read_metadata(tflite_bytes):
 
     Returns a dict: name, description, version, author, license, min_parser_version,
     input_name, input_description, color_space, mean, std, output_name, output_description,
-    labels_file, labels (list of str) and associated_files (names packed in the model).
+    score_threshold, labels_file, labels (list of str) and associated_files (names packed in
+    the model).
 
     Example:
         >>> read_metadata(open("lsnet_t_int8.tflite", "rb").read())["mean"]  # doctest: +SKIP
         (0.0,)
     """
+    if tflite_bytes[4:8] != b"TFL3":
+        raise MetadataError("not a .tflite model (no TFL3 identifier)")
     data = _metadata_buffer(tflite_bytes)
     if data is None:
         raise MetadataError("the model has no TFLITE_METADATA")
@@ -158,10 +165,11 @@ def read_metadata(tflite_bytes):
     root = _Fields(Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0)))
     graph = root.tables(3)[0]
     image, scores = graph.tables(2)[0], graph.tables(3)[0]
-    units = [u.table(1) for u in image.tables(4) if u.byte(0) == NORMALIZATION]
+    units = [u.table(1) for u in image.tables(4) if u.scalar(0, Uint8Flags) == NORMALIZATION]
     content = image.table(3)
-    props = content.table(1) if content and content.byte(0) == IMAGE else None
-    names = [f.string(0) for f in scores.tables(6) if f.byte(2) == TENSOR_AXIS_LABELS]
+    props = content.table(1) if content and content.scalar(0, Uint8Flags) == IMAGE else None
+    limits = [u.table(1) for u in scores.tables(4) if u.scalar(0, Uint8Flags) == SCORE_THRESHOLDING]
+    names = [f.string(0) for f in scores.tables(6) if f.scalar(2, Uint8Flags) == TENSOR_AXIS_LABELS]
     packed = _packed_files(tflite_bytes)
     labels_file = names[0] if names else None
     labels = packed[labels_file].decode("utf-8").splitlines() if labels_file in packed else None
@@ -174,11 +182,12 @@ def read_metadata(tflite_bytes):
         "min_parser_version": root.string(7),
         "input_name": image.string(0),
         "input_description": image.string(1),
-        "color_space": COLOR_SPACES.get(props.byte(0)) if props else None,
+        "color_space": COLOR_SPACES.get(props.scalar(0, Uint8Flags)) if props else None,
         "mean": units[0].floats(0) if units else None,
         "std": units[0].floats(1) if units else None,
         "output_name": scores.string(0),
         "output_description": scores.string(1),
+        "score_threshold": limits[0].scalar(0, Float32Flags) if limits else None,
         "labels_file": labels_file,
         "labels": labels,
         "associated_files": sorted(packed),
@@ -207,8 +216,9 @@ def _normalization(image, mean, std):
 def _warn_unsupported(image, scores):
     """Warn about I/O that MediaPipe Tasks and the TFLite Task Library refuse or misread."""
     q = image.quantization
-    if image.type == schema.TensorType.UINT8 and q is not None and np.size(q.scale):
-        scale, zero = float(np.ravel(q.scale)[0]), int(np.ravel(q.zeroPoint)[0])
+    scales = () if q is None or q.scale is None else q.scale
+    if image.type == schema.TensorType.UINT8 and len(scales):
+        scale, zero = float(scales[0]), int(q.zeroPoint[0])
         if abs(scale - 1.0) > 0.01 or zero != 0:
             warnings.warn(
                 f"uint8 input quantized with scale {scale:.4g}, zero point {zero}: consumers feed "
@@ -224,6 +234,15 @@ def _warn_unsupported(image, scores):
         )
 
 
+# The metadata_schema.fbs field ids written and read here (a union takes two: type, value):
+#   ModelMetadata: name 0, description 1, version 2, subgraph_metadata 3, author 4, license 5,
+#     min_parser_version 7. SubGraphMetadata: input_tensor_metadata 2, output_tensor_metadata 3.
+#   TensorMetadata: name 0, description 1, content 3, process_units 4, stats 5, associated_files 6.
+#   Content: content_properties 0-1. ImageProperties: color_space 0. ProcessUnit: options 0-1.
+#   NormalizationOptions: mean 0, std 1. ScoreThresholdingOptions: global_score_threshold 0.
+#   Stats: max 0, min 1. AssociatedFile: name 0, description 1, type 2.
+
+
 def _metadata_flatbuffer(m):
     """The ModelMetadata flatbuffer: one subgraph, an image input, a labelled score output."""
     b = flatbuffers.Builder(1024)
@@ -236,6 +255,8 @@ def _metadata_flatbuffer(m):
 
     normalization = _table(b, [(0, floats(m["mean"])), (1, floats(m["std"]))])
     unit = _table(b, [(1, normalization)], [(0, NORMALIZATION)])
+    threshold = _table(b, [], [(0, m["score_threshold"])])
+    limit = _table(b, [(1, threshold)], [(0, SCORE_THRESHOLDING)])
     image_content = _table(b, [(1, _table(b, [], [(0, RGB)]))], [(0, IMAGE)])
     stats = _table(b, [(0, floats(m["max"])), (1, floats(m["min"]))])
     image = _table(
@@ -260,6 +281,7 @@ def _metadata_flatbuffer(m):
             (0, text("logits")),
             (1, text(m["output_description"])),
             (3, score_content),
+            (4, _vector(b, [limit])),
             (6, _vector(b, [labels])),
         ],
     )
@@ -271,12 +293,16 @@ def _metadata_flatbuffer(m):
     return bytes(b.Output())
 
 
-def _table(b, refs, enums=()):
-    """A table from (field id, offset) pairs, None offsets left out, and (field id, byte) enums."""
+def _table(b, refs, scalars=()):
+    """A table from (field id, offset) pairs, None offsets left out, and (field id, scalar)
+    pairs: an int is a byte (enum), a float a float32."""
     refs = [(i, ref) for i, ref in refs if ref is not None]
-    b.StartObject(1 + max((i for i, _ in [*refs, *enums]), default=-1))
-    for i, value in enums:
-        b.PrependUint8Slot(i, value, 0)
+    b.StartObject(1 + max((i for i, _ in [*refs, *scalars]), default=-1))
+    for i, value in scalars:
+        if isinstance(value, float):
+            b.PrependFloat32Slot(i, value, 0.0)
+        else:
+            b.PrependUint8Slot(i, value, 0)
     for i, ref in refs:
         b.PrependUOffsetTRelativeSlot(i, ref, 0)
     return b.EndObject()
@@ -302,9 +328,9 @@ class _Fields:
         o = self._at(i)
         return self.t.String(self.t.Pos + o).decode("utf-8") if o else None
 
-    def byte(self, i):
+    def scalar(self, i, flags):
         o = self._at(i)
-        return self.t.Get(Uint8Flags, self.t.Pos + o) if o else 0
+        return self.t.Get(flags, self.t.Pos + o) if o else 0
 
     def floats(self, i):
         o = self._at(i)  # float32 values, read back as their shortest repr: 58.395, not 58.39500045

@@ -1,0 +1,1 @@
+"""Tools for the exported `.tflite` models (see `tflite/gpu_check.py`)."""
