@@ -17,6 +17,8 @@ setup(
         "numpy>=1.26,<3",
         "safetensors>=0.4",
         "pillow>=10",
+        "flatbuffers>=24",  # TFLite metadata (also a TensorFlow dependency)
+        "ai-edge-litert==2.3.0",  # runs .tflite files; its WebGPU accelerator checks the GPU path
     ],
     extras_require={
         # Only needed to read official .pth checkpoints. Always pinned: a bare

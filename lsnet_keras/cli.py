@@ -51,8 +51,20 @@ def _export(args):
     from lsnet_keras.calibration import folder_images
     from lsnet_keras.export import export_tflite
 
+    if not (args.output or args.android_assets):
+        raise LSNetError("give --output FILE.tflite (or --android-assets DIR)")
     model = _load_keras_model(args)
     calibration = None
+    if args.android_assets:
+        from lsnet_keras.android import write_android_assets
+
+        if args.calibration:
+            calibration = folder_images(args.calibration, model.input_shape[1])
+        written = write_android_assets(
+            model, args.android_assets, calibration, overwrite=args.force
+        )
+        print(f"wrote {', '.join(written)} to {args.android_assets}")
+        return
     if args.precision == "int8":
         if args.calibration:
             calibration = folder_images(args.calibration, model.input_shape[1])
@@ -91,6 +103,12 @@ def _predict(args):
         print(f"{image_path}: {seconds * 1000:.1f} ms")
         for index, probability in top:
             print(f"  {probability:7.4f}  {labels[index]}")
+
+
+def _android_golden(args):
+    from lsnet_keras.android import write_golden
+
+    print(f"wrote {write_golden(args.model, args.image, args.output)}")
 
 
 def _edgetpu_check(args):
@@ -164,7 +182,13 @@ def build_parser():
         action="store_true",
         help="the model takes uint8 RGB crops and normalizes inside",
     )
-    export.add_argument("--output", required=True, help="the .tflite file to write")
+    export.add_argument("--output", help="the .tflite file to write")
+    export.add_argument(
+        "--android-assets",
+        metavar="DIR",
+        help="write the Android demo's models (fp16 GPU, int8 CPU; uint8 pixel input) and "
+        "labels.txt into DIR instead",
+    )
     export.add_argument("--force", action="store_true", help="replace an existing output")
     export.set_defaults(run=_export)
 
@@ -176,6 +200,14 @@ def build_parser():
     predict.add_argument("--delegate", choices=["edgetpu"], help="load libedgetpu (Coral)")
     predict.add_argument("--labels", help="labels file, one per line (default: the model's)")
     predict.set_defaults(run=_predict)
+
+    golden = commands.add_parser(
+        "android-golden", help="golden files for the Android core's cross-language test"
+    )
+    golden.add_argument("model", help="an exported .tflite classifier")
+    golden.add_argument("image", help="an image (official resize + center crop is applied)")
+    golden.add_argument("--output", required=True, help="the golden directory to write")
+    golden.set_defaults(run=_android_golden)
 
     check = commands.add_parser(
         "edgetpu-check", help="which ops of a .tflite map to the Coral Edge TPU (compiler 16)"

@@ -83,11 +83,10 @@ class TFLiteClassifier:
         if not os.path.isfile(path):
             raise LSNetError(f"{path}: model file not found")
         self.runtime, module = interpreter_module()
+        delegates = _load_delegates(module, delegate)  # its own error, not "not loadable"
         try:
             self.interpreter = module.Interpreter(
-                model_path=path,
-                num_threads=num_threads,
-                experimental_delegates=_load_delegates(module, delegate),
+                model_path=path, num_threads=num_threads, experimental_delegates=delegates
             )
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:

@@ -46,7 +46,7 @@ pytestmark = pytest.mark.slow  # eight exports: about a minute
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = Path(__file__).parent / "consumers" / "tflite_runtime_run.py"
 VENV_NAME = "venv-tflite-runtime-2.14"
-# tflite-runtime 2.14.0 has wheels for CPython 3.8-3.11 (Linux x86_64 / aarch64, macOS x86_64).
+# tflite-runtime 2.14.0 has wheels up to CPython 3.11 (cp311 manylinux2014_x86_64), none later.
 RUNTIME_REQUIREMENTS = ["tflite-runtime==2.14.0", "numpy<2", "pillow"]
 RUNTIME_PYTHON_VERSIONS = ("3.11", "3.10", "3.9", "3.8")
 KERNELS = {"default": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}
@@ -83,8 +83,8 @@ def base_python():
         if found:
             return found
     pytest.fail(
-        f"cannot build the tflite-runtime 2.14 virtualenv: tflite-runtime 2.14.0 has wheels for "
-        f"CPython 3.8-3.11 only; this is {sys.version.split()[0]} and no python3.11 (... 3.8) "
+        f"cannot build the tflite-runtime 2.14 virtualenv: tflite-runtime 2.14.0 has no wheels "
+        f"after CPython 3.11; this is {sys.version.split()[0]} and no python3.11 (... 3.8) "
         f"is on PATH"
     )
 

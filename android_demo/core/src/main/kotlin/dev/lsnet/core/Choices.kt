@@ -7,8 +7,8 @@ const val LABELS_ASSET = "labels.txt"
 
 /** The model files in the app's assets, written by `lsnet export --android-assets`. */
 enum class ModelVariant(val asset: String) {
-    FP16("lsnet_t_fp16.tflite"),
-    INT8("lsnet_t_int8.tflite"),
+    FP16("lsnet_fp16.tflite"),
+    INT8("lsnet_int8.tflite"),
 }
 
 /** Where the model runs; the app maps these one-to-one to LiteRT's `Accelerator`. */

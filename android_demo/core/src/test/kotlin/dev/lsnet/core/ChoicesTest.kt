@@ -9,8 +9,8 @@ class ChoicesTest {
         assertEquals(ModelVariant.FP16, Backend.GPU.defaultModel)
         assertEquals(ModelVariant.INT8, Backend.CPU.defaultModel)
         assertEquals(ModelVariant.INT8, Backend.NPU.defaultModel)
-        assertEquals("lsnet_t_fp16.tflite", ModelVariant.FP16.asset)
-        assertEquals("lsnet_t_int8.tflite", ModelVariant.INT8.asset)
+        assertEquals("lsnet_fp16.tflite", ModelVariant.FP16.asset)
+        assertEquals("lsnet_int8.tflite", ModelVariant.INT8.asset)
     }
 
     @Test

@@ -14,9 +14,9 @@ import kotlin.test.assertFailsWith
 class GoldenTest {
     @Test
     fun pythonGoldenDir() {
-        val dir = System.getenv("LSNET_GOLDEN_DIR")
-        assumeTrue("LSNET_GOLDEN_DIR is not set: the Python golden check did not run", !dir.isNullOrEmpty())
-        GoldenCase(File(dir!!)).verify()
+        val dirs = System.getenv("LSNET_GOLDEN_DIR")
+        assumeTrue("LSNET_GOLDEN_DIR is not set: the Python golden check did not run", !dirs.isNullOrEmpty())
+        for (dir in dirs!!.split(File.pathSeparator)) GoldenCase(File(dir)).verify()
     }
 
     @Test
