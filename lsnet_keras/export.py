@@ -23,6 +23,12 @@ from lsnet_keras.io import atomic_path
 from lsnet_keras.labels import imagenet_labels
 from lsnet_keras.metadata import add_classifier_metadata
 from lsnet_keras.preprocess import normalize
+from lsnet_keras.quantization import (
+    PixelNormalization,
+    check_convertible,
+    is_qat_model,
+    qat_converter,
+)
 from lsnet_keras.reparam import reparameterize, with_target_layout
 from lsnet_keras.tflite_graph import read_graph
 
@@ -134,6 +140,57 @@ def check_mobile_graph(model_bytes, source="model"):
     return graph
 
 
+def _converter(model, precision, target, io, calibration, include_preprocessing, batch_size):
+    """(deployed model, converter) for a float LSNet: fp32, fp16, dynamic or int8 (PTQ)."""
+    model = with_target_layout(model, target) if model.deploy else reparameterize(model, target)
+    pixel_dtype = tf.float32 if precision == "int8" else tf.uint8
+    function = _serving_function(model, batch_size, include_preprocessing, pixel_dtype)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # Dense weights per tensor, not per channel: a float FULLY_CONNECTED with per-channel
+        # int8 weights is op version 12, which tflite-runtime 2.14 (Coral, Raspberry Pi) cannot
+        # load ("Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'"); per tensor
+        # it is version 9. Convolutions stay per channel (CONV_2D v5, DEPTHWISE_CONV_2D v6 load).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    elif precision == "int8":
+        if calibration is None:
+            calibration = builtin_images(32, model.input_shape[1], seed=0)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration, include_preprocessing)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = TF_TYPES["uint8" if include_preprocessing else io]
+        converter.inference_output_type = TF_TYPES[io]
+    return model, converter
+
+
+def _qat_converter(model, precision, target, io, calibration, include_preprocessing, batch_size):
+    """The converter of a QAT model: int8 from its fake-quant ranges, no representative dataset.
+
+    A uint8 input takes raw pixels, normalized by int8 ops (`quantization.PixelNormalization`).
+    """
+    if precision != "int8":
+        raise ExportError(f"{model.name} is a QAT model: export it with --precision int8")
+    if calibration is not None:
+        raise ExportError(f"{model.name} is a QAT model: its ranges are trained, no --calibration")
+    check_convertible(model, target)
+    normalize = PixelNormalization() if include_preprocessing else None
+
+    def serve(image):
+        return model(image if normalize is None else normalize(image), training=False)
+
+    return qat_converter(
+        serve,
+        (batch_size, *model.input_shape[1:]),
+        input_type="uint8" if include_preprocessing else io,
+        output_type=io,
+    )
+
+
 def export_tflite(
     model,
     output=None,
@@ -170,29 +227,14 @@ def export_tflite(
     """
     _check_options(precision, target, io, include_preprocessing)
     include_preprocessing = include_preprocessing or io == "uint8"
-    model = with_target_layout(model, target) if model.deploy else reparameterize(model, target)
-    pixel_dtype = tf.float32 if precision == "int8" else tf.uint8
-    function = _serving_function(model, batch_size, include_preprocessing, pixel_dtype)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        # Dense weights per tensor, not per channel: a float FULLY_CONNECTED with per-channel
-        # int8 weights is op version 12, which tflite-runtime 2.14 (Coral, Raspberry Pi) cannot
-        # load ("Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'"); per tensor
-        # it is version 9. Convolutions stay per channel (CONV_2D v5, DEPTHWISE_CONV_2D v6 load).
-        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    elif precision == "int8":
-        if calibration is None:
-            calibration = builtin_images(32, model.input_shape[1], seed=0)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(calibration, include_preprocessing)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = TF_TYPES["uint8" if include_preprocessing else io]
-        converter.inference_output_type = TF_TYPES[io]
+    if is_qat_model(model):
+        converter = _qat_converter(
+            model, precision, target, io, calibration, include_preprocessing, batch_size
+        )
+    else:
+        model, converter = _converter(
+            model, precision, target, io, calibration, include_preprocessing, batch_size
+        )
     with warnings.catch_warnings():  # TF warns about input statistics it does not use
         warnings.filterwarnings("ignore", "Statistics for quantized inputs")
         model_bytes = converter.convert()

@@ -55,10 +55,12 @@ def _load_delegates(module, delegate):
         return []
     if delegate != "edgetpu":
         raise LSNetError(f"--delegate must be edgetpu, got {delegate!r}")
+    import ctypes
     import platform
 
     library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
     try:
+        ctypes.CDLL(library)  # fail here, before the runtime's half-built delegate warns on exit
         return [module.load_delegate(library)]
     except (ValueError, OSError) as err:
         raise LSNetError(f"cannot load the Edge TPU delegate {library}: {err}") from None

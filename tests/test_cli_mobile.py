@@ -111,6 +111,7 @@ def test_edgetpu_check_exit_codes(exported):
         ),
         (["export", "{missing_keras}", "--output", "{out}"], "model file not found"),
         (["edgetpu-check", "{corrupt}"], "not a"),
+        (["predict", "{fp32}", "{image}", "--delegate", "edgetpu"], "cannot load the Edge TPU"),
     ],
 )
 def test_bad_inputs_fail_with_one_line(argv, message, exported, images, tiny_keras, tmp_path):
