@@ -12,7 +12,6 @@ Example:
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from lsnet_keras.config import attention_bias_index, make_divisible
@@ -38,34 +37,20 @@ def _batch_norm(name, dtype):
     )
 
 
-def _window_masks(size=7, window=5):
-    """0/1 masks giving each tap of a size x size kernel to exactly one of four window x window
-    corner windows (offsets 0 and size - window on each axis)."""
-    far = size - window
-    owner = np.where(np.arange(size) < (size + 1) // 2, 0, far)  # which window owns each row
-    masks = {}
-    for oy in (0, far):
-        for ox in (0, far):
-            mask = np.outer(owner == oy, owner == ox).astype("float32")
-            masks[(oy, ox)] = mask[oy : oy + window, ox : ox + window, None, None]
-    return masks
+def _depthwise_7x7_as_columns(x, kernel, bias):
+    """A stride-1 7x7 depthwise conv (padding 3) as 7x3, 7x3 and 7x1 depthwise convs on
+    shifted views of the padded input, summed.
 
-
-def _depthwise_7x7_as_5x5s(x, kernel, bias):
-    """A stride-1 7x7 depthwise conv (padding 3) as four 5x5 depthwise convs on shifted views.
-
-    Same function, same weights; XNNPACK has fast 5x5 depthwise kernels but runs 7x7 through a
-    generic path about 15 times slower (measured on LSNet-T's LKP, fp32 and int8).
+    Same function, same weights; XNNPACK runs 7x7 depthwise through a generic path about 5
+    times slower than these three (measured on LSNet-T's LKP at 14x14x64, fp32 and int8).
     """
-    _, h, w, _ = ops.shape(x)
+    width = ops.shape(x)[2]
     padded = _pytorch_pad(x, 3)
-    out = None
-    for (oy, ox), mask in _window_masks().items():
-        window = padded[:, oy : oy + h + 4, ox : ox + w + 4, :]
-        part_kernel = kernel[oy : oy + 5, ox : ox + 5] * ops.cast(mask, kernel.dtype)
-        term = ops.depthwise_conv(window, part_kernel, padding="valid")
-        out = term if out is None else out + term
-    return out + bias
+    out = bias
+    for first, last in ((0, 3), (3, 6), (6, 7)):
+        view = padded[:, :, first : first + width + last - first - 1, :]
+        out = out + ops.depthwise_conv(view, kernel[:, first:last], padding="valid")
+    return out
 
 
 @serializable
@@ -105,7 +90,7 @@ class Conv2dBN(keras.layers.Layer):
         if self.deploy and self.depthwise and self.kernel_size == 7 and self.strides == 1:
             if not self.conv.built:
                 self.conv.build(x.shape)
-            return _depthwise_7x7_as_5x5s(x, self.conv.kernel, self.conv.bias)
+            return _depthwise_7x7_as_columns(x, self.conv.kernel, self.conv.bias)
         x = self.conv(_pytorch_pad(x, self.pad))
         return x if self.bn is None else self.bn(x, training=training)
 
