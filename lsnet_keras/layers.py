@@ -87,12 +87,20 @@ class Conv2dBN(keras.layers.Layer):
         self.bn = None if deploy else _batch_norm("bn", self.dtype_policy)
 
     def call(self, x, training=None):
-        if self.deploy and self.depthwise and self.kernel_size == 7 and self.strides == 1:
+        if self._uses_column_strips(x):
             if not self.conv.built:
                 self.conv.build(x.shape)
             return _depthwise_7x7_as_columns(x, self.conv.kernel, self.conv.bias)
         x = self.conv(_pytorch_pad(x, self.pad))
         return x if self.bn is None else self.bn(x, training=training)
+
+    def _uses_column_strips(self, x):
+        """Deploy-form 7x7 stride-1 depthwise on maps at least 7 wide (narrower maps would
+        give strips that see only padding, whose all-zero outputs break int8 calibration)."""
+        width = x.shape[2]
+        wide_enough = width is None or width >= 7
+        deploy_7x7 = self.deploy and self.depthwise and self.kernel_size == 7
+        return deploy_7x7 and self.strides == 1 and wide_enough
 
     def get_config(self):
         config = super().get_config()

@@ -162,3 +162,17 @@ def test_lsnet_t_every_precision_and_target(golden):
     edgetpu = export_tflite(model, precision="int8", target="edgetpu", io="uint8")
     assert_mobile_graph(edgetpu)
     assert check_edgetpu(edgetpu).ok
+
+
+def test_int8_at_a_small_input_has_no_degenerate_scales(golden):
+    """At 80 px the late stages are under 7 wide: the 7x7 depthwise must not be split into
+    column strips there (a strip that sees only padding calibrates to a ~1e-8 scale, which
+    XNNPACK refuses)."""
+    case = golden("tiny_128")
+    model = keras_model_for({**case["config"], "img_size": 80})
+    lsnet_keras.load_weights(model, case["state_dict"], source="tiny_128")
+    graph = assert_mobile_graph(export_tflite(model, precision="int8", io="int8"))
+    activations = [graph.tensors[i] for op in graph.operators for i in op.outputs]
+    assert min(s for t in activations if t.dtype == "int8" for s in t.scale) > 1e-6
+    x = np.random.default_rng(0).normal(size=(1, 80, 80, 3)).astype("float32")
+    assert np.isfinite(run_tflite(export_tflite(model, precision="int8"), x)).all()
