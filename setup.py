@@ -24,7 +24,8 @@ setup(
         # Only needed to read official .pth checkpoints. Always pinned: a bare
         # `torch` requirement pulls gigabytes of CUDA wheels.
         "torch": ["torch==2.13.0"],
-        "dev": ["torch==2.13.0", "pytest>=8", "ruff>=0.6"],
+        # scikit-learn ships the digits images the QAT benchmark and tests train on.
+        "dev": ["torch==2.13.0", "pytest>=8", "ruff>=0.6", "scikit-learn>=1.5"],
     },
     entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:main"]},
 )

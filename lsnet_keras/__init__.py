@@ -20,6 +20,7 @@ else:
     from lsnet_keras.checkpoint import CheckpointError, read_state_dict
     from lsnet_keras.export import export_tflite
     from lsnet_keras.model import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
+    from lsnet_keras.quantization import quantize_model
     from lsnet_keras.reparam import reparameterize
     from lsnet_keras.weights import export_state_dict, load_weights
 
@@ -33,6 +34,7 @@ else:
         "lsnet_b",
         "lsnet_s",
         "lsnet_t",
+        "quantize_model",
         "read_state_dict",
         "reparameterize",
     ]

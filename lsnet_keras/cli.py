@@ -50,6 +50,7 @@ def _load_keras_model(args):
 def _export(args):
     from lsnet_keras.calibration import folder_images
     from lsnet_keras.export import export_tflite
+    from lsnet_keras.quantization import is_qat_model
 
     if not (args.output or args.android_assets):
         raise LSNetError("give --output FILE.tflite (or --android-assets DIR)")
@@ -65,7 +66,9 @@ def _export(args):
         )
         print(f"wrote {', '.join(written)} to {args.android_assets}")
         return
-    if args.precision == "int8":
+    if is_qat_model(model):
+        print(f"{model.name} is a QAT model: int8 from its trained ranges, no calibration")
+    elif args.precision == "int8":
         if args.calibration:
             calibration = folder_images(args.calibration, model.input_shape[1])
             print(f"calibrating on {len(calibration)} images from {args.calibration}")

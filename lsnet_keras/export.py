@@ -23,6 +23,12 @@ from lsnet_keras.io import atomic_path
 from lsnet_keras.labels import imagenet_labels
 from lsnet_keras.metadata import add_classifier_metadata
 from lsnet_keras.preprocess import normalize
+from lsnet_keras.quantization import (
+    PixelNormalization,
+    check_convertible,
+    is_qat_model,
+    qat_converter,
+)
 from lsnet_keras.reparam import reparameterize, with_target_layout
 from lsnet_keras.tflite_graph import read_graph
 
@@ -162,6 +168,29 @@ def _converter(model, precision, target, io, calibration, include_preprocessing,
     return model, converter
 
 
+def _qat_converter(model, precision, target, io, calibration, include_preprocessing, batch_size):
+    """The converter of a QAT model: int8 from its fake-quant ranges, no representative dataset.
+
+    A uint8 input takes raw pixels, normalized by int8 ops (`quantization.PixelNormalization`).
+    """
+    if precision != "int8":
+        raise ExportError(f"{model.name} is a QAT model: export it with --precision int8")
+    if calibration is not None:
+        raise ExportError(f"{model.name} is a QAT model: its ranges are trained, no --calibration")
+    check_convertible(model, target, io)
+    normalize = PixelNormalization() if include_preprocessing else None
+
+    def serve(image):
+        return model(image if normalize is None else normalize(image), training=False)
+
+    return qat_converter(
+        serve,
+        (batch_size, *model.input_shape[1:]),
+        input_type="uint8" if include_preprocessing else io,
+        output_type=io,
+    )
+
+
 def export_tflite(
     model,
     output=None,
@@ -198,9 +227,14 @@ def export_tflite(
     """
     _check_options(precision, target, io, include_preprocessing)
     include_preprocessing = include_preprocessing or io == "uint8"
-    model, converter = _converter(
-        model, precision, target, io, calibration, include_preprocessing, batch_size
-    )
+    if is_qat_model(model):
+        converter = _qat_converter(
+            model, precision, target, io, calibration, include_preprocessing, batch_size
+        )
+    else:
+        model, converter = _converter(
+            model, precision, target, io, calibration, include_preprocessing, batch_size
+        )
     with warnings.catch_warnings():  # TF warns about input statistics it does not use
         warnings.filterwarnings("ignore", "Statistics for quantized inputs")
         model_bytes = converter.convert()
