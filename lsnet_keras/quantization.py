@@ -1,11 +1,12 @@
 """Quantization-aware training (QAT) on Keras 3, for full-integer TFLite on CPU and Edge TPU.
 
 `quantize_model` turns an LSNet into a `QATLSNet`: the deployment form (BatchNorm folded, RepVGG
-fused, laid out for the target) rebuilt from the QAT layers of `lsnet_keras.qat_layers`, which
-fake-quantize weights and activations exactly where the int8 TFLite graph keeps a tensor. Train
-it with `model.fit` (optionally under `tf.distribute`), save it as `.keras`, and convert it with
-`export_tflite(qat_model, precision="int8")` or `lsnet export QAT.keras --precision int8`: no
-representative dataset, no float op, no requantize op.
+fused, laid out for the target) rebuilt from the QAT layers of `lsnet_keras.qat_layers` and
+`lsnet_keras.qat_blocks`, which fake-quantize weights and activations exactly where the int8
+TFLite graph keeps a tensor. Train it with `model.fit` (optionally under `tf.distribute`),
+save it as `.keras`, and convert it with `export_tflite(qat_model, precision="int8")` or
+`lsnet export QAT.keras --precision int8`: no representative dataset, no float op, no
+requantize op.
 
 tensorflow-model-optimization cannot do this: it works only with Keras 2 (`tf_keras`).
 
@@ -29,7 +30,8 @@ from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_keras.errors import LSNetError
 from lsnet_keras.layers import Block, BNLinear, Conv2dBN, serializable
 from lsnet_keras.model import LSNet
-from lsnet_keras.qat_layers import FakeQuant, QBlock, QConv, QLinear, QPool, fake_quant_weight
+from lsnet_keras.qat_blocks import QBlock
+from lsnet_keras.qat_layers import FakeQuant, QConv, QLinear, QPool, fake_quant_weight
 from lsnet_keras.reparam import TARGET_ATTENTION, reparameterize, with_target_layout
 
 # The model input is ImageNet-normalized RGB: its range is fixed by the pixels' 0..255, so a

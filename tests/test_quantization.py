@@ -7,6 +7,7 @@ import pytest
 from conftest import keras_model_for, nhwc
 
 import lsnet_keras
+from lsnet_keras import qat_blocks as qb
 from lsnet_keras import qat_layers as q
 from lsnet_keras.cli import main as cli_main
 from lsnet_keras.edgetpu import check_edgetpu
@@ -84,7 +85,7 @@ def block_model(layer, shape):
 
 
 def attention(formulation, zero_bias=False):
-    layer = q.QAttention(64, 16, 2, (3, 3), formulation, name=f"attention_{formulation}")
+    layer = qb.QAttention(64, 16, 2, (3, 3), formulation, name=f"attention_{formulation}")
     layer.build((None, 3, 3, 64))
     if not zero_bias:  # zero biases (the official init) are the corner case SOFTMAX_SHIFT covers
         layer.attention_biases.assign(np.random.default_rng(1).normal(size=(2, 9)))
@@ -94,14 +95,14 @@ def attention(formulation, zero_bias=False):
 BLOCKS = {
     "conv_stride2_relu": (lambda: q.QConv(16, 3, strides=2, activation="relu"), (16, 16, 8)),
     "depthwise_7x7": (lambda: q.QConv(8, 7, depthwise=True), (12, 12, 8)),
-    "squeeze_excite": (lambda: q.QSqueezeExcite(32), (8, 8, 32)),
-    "ffn": (lambda: q.QFFN(32, 64), (8, 8, 32)),
-    "lkp_groupnorm": (lambda: q.QLKP(32), (8, 8, 32)),
-    "lsconv_ska": (lambda: q.QLSConv(32), (8, 8, 32)),
+    "squeeze_excite": (lambda: qb.QSqueezeExcite(32), (8, 8, 32)),
+    "ffn": (lambda: qb.QFFN(32, 64), (8, 8, 32)),
+    "lkp_groupnorm": (lambda: qb.QLKP(32), (8, 8, 32)),
+    "lsconv_ska": (lambda: qb.QLSConv(32), (8, 8, 32)),
     "attention_matmul": (lambda: attention("matmul"), (3, 3, 64)),
     "attention_elementwise": (lambda: attention("elementwise"), (3, 3, 64)),
     "attention_elementwise_zero_bias": (lambda: attention("elementwise", True), (3, 3, 64)),
-    "block_repvgg": (lambda: q.QBlock(32, 16, 2, "repvgg"), (6, 6, 32)),
+    "block_repvgg": (lambda: qb.QBlock(32, 16, 2, "repvgg"), (6, 6, 32)),
     "pool_and_head": (lambda: keras.Sequential([q.QPool(), q.QLinear(10)]), (4, 4, 64)),
     "conv_4bit_weights": (lambda: q.QConv(16, 3, weight_bits=4), (8, 8, 8)),
 }
@@ -122,7 +123,7 @@ def test_each_block_converts_full_integer_and_agrees(name):
 
 @pytest.mark.parametrize(
     "make, shape, op",
-    [(lambda: q.QSqueezeExcite(32), (4, 4, 32), "LOGISTIC"), (attention, (3, 3, 64), "SOFTMAX")],
+    [(lambda: qb.QSqueezeExcite(32), (4, 4, 32), "LOGISTIC"), (attention, (3, 3, 64), "SOFTMAX")],
 )
 def test_logistic_and_softmax_outputs_keep_their_fixed_int8_range(make, shape, op):
     model = block_model(make() if op == "LOGISTIC" else make("matmul"), shape)
