@@ -36,6 +36,33 @@ def test_ska_matches_official_kernel(shape):
     assert np.abs(np.asarray(ours).transpose(0, 3, 1, 2) - ska_reference(x, w)).max() < 1e-5
 
 
+def test_ska_gradients_match_the_official_kernel():
+    """SKA's slices carry a custom gradient (a zero PAD, for speed): it must be the true one."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    b, c, h, width = 2, 16, 5, 6
+    x = rng.normal(size=(b, c, h, width)).astype("float32")
+    w = rng.normal(size=(b, c // 8, 9, h, width)).astype("float32")
+    upstream = rng.normal(size=(b, c, h, width)).astype("float32")
+    expected_x, expected_w = np.zeros((b, c, h + 2, width + 2), "float32"), np.zeros_like(w)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    for channel in range(c):
+        for k in range(9):
+            kh, kw = divmod(k, 3)
+            window = (slice(None), channel, slice(kh, kh + h), slice(kw, kw + width))
+            expected_x[window] += upstream[:, channel] * w[:, channel % 2, k]
+            expected_w[:, channel % 2, k] += upstream[:, channel] * padded[window]
+    inputs = [tf.constant(x.transpose(0, 2, 3, 1)), tf.constant(to_tap_major(w))]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        out = L.SKA()(inputs)
+        loss = tf.reduce_sum(out * upstream.transpose(0, 2, 3, 1))
+    grad_x, grad_w = (np.asarray(g) for g in tape.gradient(loss, inputs))
+    assert np.abs(grad_x.transpose(0, 3, 1, 2) - expected_x[:, :, 1:-1, 1:-1]).max() < 1e-4
+    assert np.abs(grad_w - to_tap_major(expected_w)).max() < 1e-4
+
+
 def test_ska_uses_interleaved_channel_sharing():
     # Only weight channel 1 is non-zero: channels c with c % wc == 1 respond, no others.
     x = np.ones((1, 16, 3, 3), "float32")
