@@ -24,8 +24,18 @@ setup(
         # Only needed to read official .pth checkpoints. Always pinned: a bare
         # `torch` requirement pulls gigabytes of CUDA wheels.
         "torch": ["torch==2.13.0"],
+        # python -m training.train: curves.png (matplotlib), TFDS data (tensorflow-datasets),
+        # viewing the TensorBoard logs (tensorboard; TensorFlow writes them without it).
+        "train": ["matplotlib>=3.7", "tensorflow-datasets>=4.9", "tensorboard>=2.16"],
         # scikit-learn ships the digits images the QAT benchmark and tests train on.
-        "dev": ["torch==2.13.0", "pytest>=8", "ruff>=0.6", "scikit-learn>=1.5"],
+        "dev": [
+            "torch==2.13.0",
+            "pytest>=8",
+            "ruff>=0.6",
+            "scikit-learn>=1.5",
+            "matplotlib>=3.7",
+            "tensorflow-datasets>=4.9",
+        ],
     },
     entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:main"]},
 )

@@ -1,0 +1,1 @@
+"""Command-line recipes over `lsnet_keras.trainer`: `python -m training.train`, `.evaluate`."""
