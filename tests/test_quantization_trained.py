@@ -5,7 +5,7 @@ converted alone, fed the QAT model's own activations), the int8 graph must agree
 Keras model to the rounding step. End to end it cannot: the trained network moves ~85% of its
 logits by up to ~10 steps when 1% of the input pixels move by one step, so the last-bit
 differences of the int8 kernels (ties, bias rounding) grow the same way. The end-to-end check is
-therefore top-1 agreement and "no worse than that noise floor".
+therefore "no worse than that noise floor", for the logits and for the top-1.
 """
 
 import json
@@ -91,16 +91,24 @@ def test_trained_network_end_to_end_is_at_its_noise_floor(trained, target):
         assert check_edgetpu(model_bytes).ok
     got, scale = run_int8(model_bytes, x)
     expected = qat.predict(x, verbose=0)
-    assert np.mean(got.argmax(-1) == expected.argmax(-1)) >= 0.99
     assert np.mean(got.argmax(-1) == labels) >= 0.85  # it learned the digits
     # the QAT model against itself when 1% of the pixels move by one input step
     rng = np.random.default_rng(0)
     step = (INPUT_RANGE[1] - INPUT_RANGE[0]) / 255
-    nudged = x + (rng.random(x.shape) < 0.01) * step * rng.choice([-1.0, 1.0], size=x.shape)
-    floor = np.abs(qat.predict(nudged, verbose=0) - expected) / scale
+    nudged = qat.predict(
+        x + (rng.random(x.shape) < 0.01) * step * rng.choice([-1.0, 1.0], size=x.shape), verbose=0
+    )
+    floor = np.abs(nudged - expected) / scale
     steps = np.abs(got - expected) / scale
     bound = 1.5 * np.percentile(floor, 99) + 1
     assert np.percentile(steps, 99) <= bound, (steps.max(), floor.max())
+    # top-1: no prediction whose margin is above that noise flips, and overall agreement is
+    # no worse than the QAT model's own under the nudge (this small model has close calls)
+    agree = got.argmax(-1) == expected.argmax(-1)
+    top2 = np.sort(expected, axis=-1)[:, -2:]
+    confident = (top2[:, 1] - top2[:, 0]) / scale > bound
+    assert agree[confident].all()
+    assert agree.mean() >= np.mean(nudged.argmax(-1) == expected.argmax(-1)) - 0.02
 
 
 DISTRIBUTED = """
