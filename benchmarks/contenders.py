@@ -356,6 +356,34 @@ def torch_timer(name, model, threads, x_nchw):
     return Timer(name, call, before=lambda: torch.set_num_threads(threads))
 
 
+def cache_sweep_effect(path, runs, sweep_megabytes=128):
+    """Whole-model 1-thread latency right after another invoke vs right after a cache sweep.
+
+    The sweep reads `sweep_megabytes` (more than the L3) between invokes, so nothing of the
+    model is cached. Equal medians mean nothing survives from one inference to the next
+    either: the model streams all its weights from memory every time.
+
+    Example: `cache_sweep_effect("lsnet_t-tflite-fp32.tflite", runs=40)`
+    """
+    timer = tflite_timer("model", path, 1)
+    sweep = np.ones(sweep_megabytes * 2**18, dtype="float32")
+    consecutive, after_sweep = [], []
+    for _ in range(3):
+        timer.call()
+    for _ in range(runs):
+        for times in (consecutive, after_sweep):
+            if times is after_sweep:
+                sweep.sum()
+            start = time.perf_counter()
+            timer.call()
+            times.append((time.perf_counter() - start) * 1e3)
+    return {
+        "sweep_megabytes": sweep_megabytes,
+        "consecutive": latency_stats(consecutive),
+        "after_sweep": latency_stats(after_sweep),
+    }
+
+
 def run_interleaved(timers, runs, rounds, warmup=3):
     """Time every timer `runs` times, interleaved in `rounds` chunks (rotating order).
 

@@ -22,7 +22,8 @@ the float contenders must agree; quantized ones are only reported (with `randomi
 the network is far more sensitive to quantization than a trained one).
 
 `--breakdown` also times pieces of the first variant's fp32 and int8 TFLite alone (segments,
-and the parts of one block of each kind; see `contenders.layer_breakdown`).
+and the parts of one block of each kind; see `contenders.layer_breakdown`), and the whole fp32
+model right after another invoke vs right after a cache sweep (`contenders.cache_sweep_effect`).
 
 Usage:
     python benchmarks/mobile_latency.py                      # T/S/B, 1 and 2 threads
@@ -334,6 +335,14 @@ def markdown(results):
         variant = results["breakdown"]["variant"]
         lines += ["", f"Breakdown ({variant}, pieces timed alone, 1 thread, medians):", ""]
         lines.append(breakdown_markdown(results["breakdown"]["rows"]))
+        sweep = results["breakdown"]["fp32_cache_sweep"]
+        lines += [
+            "",
+            f"Whole {variant} fp32 model, 1 thread: "
+            f"{sweep['consecutive']['median_ms']:.2f} ms right after another invoke, "
+            f"{sweep['after_sweep']['median_ms']:.2f} ms right after reading "
+            f"{sweep['sweep_megabytes']} MB (caches flushed).",
+        ]
     return "\n".join(lines)
 
 
@@ -373,7 +382,8 @@ def main(argv=None):
             reference = c.reference_model(variant, args.seed)
             state = {k: v.numpy() for k, v in reference.state_dict().items()}
             rows = c.layer_breakdown(state, variant, workdir / "breakdown", runs=args.runs)
-            results["breakdown"] = {"variant": variant, "rows": rows}
+            sweep = c.cache_sweep_effect(workdir / f"{variant}-tflite-fp32.tflite", args.runs)
+            results["breakdown"] = {"variant": variant, "rows": rows, "fp32_cache_sweep": sweep}
     results["targets"] = check_targets(results)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["wall_s"] = round(time.time() - started, 1)

@@ -52,3 +52,28 @@ def test_mobile_latency_quick_writes_complete_json(tmp_path):
     for key in ("fp32_vs_litert_torch", "int8_vs_litert_torch", "fp32_vs_floor"):
         check = data["targets"][key]
         assert "skipped" in check or {"ratio", "ratio_of_mins", "target", "pass"} <= set(check)
+
+
+def test_cache_sweep_effect_times_both_cases(tmp_path):
+    import tensorflow as tf
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import contenders
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    weights = tf.constant(tf.random.normal((64, 64)))
+    function = tf.function(
+        lambda x: tf.matmul(x, weights), input_signature=[tf.TensorSpec((1, 64), tf.float32)]
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function
+    )
+    path = tmp_path / "matmul.tflite"
+    path.write_bytes(converter.convert())
+
+    result = contenders.cache_sweep_effect(path, runs=4, sweep_megabytes=1)
+    assert result["sweep_megabytes"] == 1
+    for case in ("consecutive", "after_sweep"):
+        assert result[case]["runs"] == 4 and result[case]["median_ms"] > 0, case
