@@ -1,8 +1,8 @@
 """Offline Edge TPU compatibility check for ``.tflite`` files (no ``edgetpu_compiler`` needed).
 
-Reads the TF Lite flatbuffer with TensorFlow's generated schema module and applies the rules of
-Coral's "TensorFlow models on the Edge TPU" page as ``edgetpu_compiler`` 16 (runtime 14) applies
-them, op by op in graph order (rules and sources: :mod:`lsnet_keras.edgetpu_rules`):
+Reads the TF Lite flatbuffer with :func:`lsnet_keras.tflite_graph.read_graph` and applies the
+rules of Coral's "TensorFlow models on the Edge TPU" page as ``edgetpu_compiler`` 16 (runtime 14)
+applies them, op by op in graph order (rules and sources: :mod:`lsnet_keras.edgetpu_rules`):
 
 * every op must be in Coral's supported-operations table, within its stated limits;
 * activations must be int8/uint8; float is allowed only at the graph edges, in a QUANTIZE that
@@ -31,22 +31,12 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from lsnet_keras import edgetpu_rules as rules
 from lsnet_keras.errors import LSNetError
-
-_NUMPY_DTYPES = {
-    "FLOAT32": "<f4", "FLOAT16": "<f2", "FLOAT64": "<f8", "INT8": "i1", "UINT8": "u1",
-    "INT16": "<i2", "UINT16": "<u2", "INT32": "<i4", "UINT32": "<u4", "INT64": "<i8",
-    "UINT64": "<u8", "BOOL": "?",
-}  # fmt: skip
+from lsnet_keras.tflite_graph import TFLiteFileError, read_graph
 
 
 class EdgeTpuCheckError(LSNetError):
@@ -120,113 +110,19 @@ class EdgeTpuReport:
         return not self.blockers and not self.model_errors
 
 
-@functools.cache
-def _schema():
-    """TF's generated TF Lite schema, loaded without importing all of TensorFlow."""
-    spec = importlib.util.find_spec("tensorflow")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(location, "lite", "python", "schema_py_generated.py")
-        if os.path.exists(path):
-            file_spec = importlib.util.spec_from_file_location("_lsnet_tflite_schema", path)
-            module = importlib.util.module_from_spec(file_spec)
-            file_spec.loader.exec_module(module)
-            return module
-    from tensorflow.lite.python import schema_py_generated
-
-    return schema_py_generated
-
-
-def _enum_names(enum_class):
-    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
-
-
 class _OpView:
     """What a rule in :mod:`edgetpu_rules` sees: name, version, tensors, options, constants."""
 
-    def __init__(self, name, version, inputs, outputs, options, constants):
-        self.name, self.version, self.options = name, version, options
-        self.inputs, self.outputs = inputs, outputs
-        self._constants = constants
+    def __init__(self, operator, tensors, graph):
+        self.name, self.version, self.options = operator.name, operator.version, operator.options
+        self.inputs = [tensors[i] if i >= 0 else None for i in operator.inputs]
+        self.outputs = [tensors[i] for i in operator.outputs if i >= 0]
+        self._graph = graph
 
     def constant(self, position):
         """Values of constant input `position` as a NumPy array, or None if not constant."""
         tensor = self.inputs[position] if position < len(self.inputs) else None
-        return None if tensor is None else self._constants(tensor)
-
-
-class _Graph:
-    """Main subgraph of a parsed model, with tensor and constant lookups."""
-
-    def __init__(self, schema, data):
-        self.schema, self.data = schema, data
-        self.model = schema.Model.GetRootAs(data, 0)
-        if self.model.SubgraphsLength() < 1:
-            raise ValueError("no subgraph")
-        self.subgraph = self.model.Subgraphs(0)
-        self.types = _enum_names(schema.TensorType)
-        self.ops = _enum_names(schema.BuiltinOperator)
-        self.option_names = _enum_names(schema.BuiltinOptions)
-        self.inputs = set(self.subgraph.InputsAsNumpy().tolist() or [])
-        self.outputs = set(self.subgraph.OutputsAsNumpy().tolist() or [])
-        self._tensors, self._values = {}, {}
-
-    def _buffer_bytes(self, tensor):
-        index = tensor.Buffer()
-        if index <= 0 or index >= self.model.BuffersLength():
-            return None
-        buffer = self.model.Buffers(index)
-        if buffer.Offset() > 1:  # large models keep data after the flatbuffer
-            return self.data[buffer.Offset() : buffer.Offset() + buffer.Size()]
-        return buffer.DataAsNumpy().tobytes() if buffer.DataLength() else None
-
-    def tensor(self, index):
-        if index < 0:
-            return None
-        if index not in self._tensors:
-            t = self.subgraph.Tensors(index)
-            shape = tuple(int(t.Shape(i)) for i in range(t.ShapeLength()))
-            signature = [int(t.ShapeSignature(i)) for i in range(t.ShapeSignatureLength())]
-            quant = t.Quantization()
-            zero = int(quant.ZeroPoint(0)) if quant is not None and quant.ZeroPointLength() else 0
-            self._tensors[index] = TensorInfo(
-                index=index,
-                name=(t.Name() or b"").decode("utf-8", "replace"),
-                shape=shape,
-                dtype=self.types.get(t.Type(), str(t.Type())),
-                constant=self._buffer_bytes(t) is not None,
-                dynamic=-1 in signature,
-                zero_point=zero,
-            )
-        return self._tensors[index]
-
-    def constant(self, info):
-        if info.index not in self._values:
-            raw = self._buffer_bytes(self.subgraph.Tensors(info.index))
-            dtype = _NUMPY_DTYPES.get(info.dtype)
-            value = None
-            if raw is not None and dtype is not None:
-                value = np.frombuffer(raw, dtype=dtype)
-                if value.size == int(np.prod(info.shape)):
-                    value = value.reshape(info.shape)
-            self._values[info.index] = value
-        return self._values[info.index]
-
-    def op(self, i):
-        op = self.subgraph.Operators(i)
-        code = self.model.OperatorCodes(op.OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = self.ops.get(builtin, f"BUILTIN_{builtin}")
-        if name == "CUSTOM":
-            name = f"CUSTOM({(code.CustomCode() or b'?').decode('utf-8', 'replace')})"
-        options = None
-        table = op.BuiltinOptions()
-        options_name = self.option_names.get(op.BuiltinOptionsType(), "NONE")
-        if table is not None and hasattr(self.schema, options_name):
-            options = getattr(self.schema, options_name)()
-            options.Init(table.Bytes, table.Pos)
-        inputs = [self.tensor(int(t)) for t in (op.InputsAsNumpy().tolist() or [])]
-        outputs = [self.tensor(int(t)) for t in (op.OutputsAsNumpy().tolist() or [])]
-        return _OpView(name, int(code.Version()), inputs, outputs, options, self.constant)
+        return None if tensor is None else self._graph.constant(tensor.index)
 
 
 def _read(path_or_bytes):
@@ -239,20 +135,28 @@ def _read(path_or_bytes):
 
 
 def _parse(data, label):
-    schema = _schema()
-    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
-        raise EdgeTpuCheckError(f"{label}: not a TensorFlow Lite model (no TFL3 identifier)")
+    """(graph, [_OpView]) of the main subgraph; EdgeTpuCheckError if it is not a model."""
     try:
-        graph = _Graph(schema, data)
-        return graph, [graph.op(i) for i in range(graph.subgraph.OperatorsLength())]
-    except Exception as err:  # flatbuffers raises anything on a damaged file
-        raise EdgeTpuCheckError(
-            f"{label}: corrupt TensorFlow Lite flatbuffer ({type(err).__name__})"
-        ) from None
+        graph = read_graph(data, label)
+    except TFLiteFileError as err:
+        raise EdgeTpuCheckError(str(err)) from None
+    tensors = [
+        TensorInfo(
+            index=i,
+            name=t.name,
+            shape=t.shape,
+            dtype=t.dtype.upper(),
+            constant=t.constant,
+            dynamic=t.dynamic,
+            zero_point=int(t.zero_point[0]) if t.zero_point else 0,
+        )
+        for i, t in enumerate(graph.tensors)
+    ]
+    return graph, [_OpView(op, tensors, graph) for op in graph.operators]
 
 
 def _version_error(op):
-    if op.name.startswith("CUSTOM("):
+    if op.name.startswith("CUSTOM:"):
         return None
     newest = rules.MAX_OP_VERSION.get(op.name)
     if newest is None:

@@ -145,10 +145,7 @@ def _axes(values, rank):
 
 
 def _fused(op):
-    opts = op.options
-    if opts is not None and hasattr(opts, "FusedActivationFunction"):
-        return opts.FusedActivationFunction()
-    return 0
+    return getattr(op.options, "fusedActivationFunction", 0)
 
 
 def _no_fused_activation(op):
@@ -159,7 +156,7 @@ def _same_dilation(op):
     opts = op.options
     if opts is None:
         return []
-    w, h = opts.DilationWFactor(), opts.DilationHFactor()
+    w, h = opts.dilationWFactor, opts.dilationHFactor
     return [] if w == h else [f"dilation {h}x{w} differs in x and y (Coral table)"]
 
 
@@ -199,7 +196,7 @@ def _concatenation(op):
 
 def _fully_connected(op):
     reasons = []
-    if op.options is not None and op.options.WeightsFormat() != 0:
+    if op.options is not None and op.options.weightsFormat != 0:
         reasons.append("weights not in the default format (Coral table)")
     out = op.outputs[0].shape
     if non_unit(out) > 1:
@@ -218,7 +215,7 @@ def _pad(op):
 
 def _pack(op):
     rank = len(op.outputs[0].shape)
-    axis = op.options.Axis() % rank if op.options is not None else 0
+    axis = op.options.axis % rank if op.options is not None else 0
     return ["packs along the batch dimension (Coral table)"] if axis in batch_axes(rank) else []
 
 
@@ -257,9 +254,9 @@ def _strided_slice(op):
     elif np.any(np.asarray(strides) != 1):
         reasons.append(f"strides {np.asarray(strides).tolist()} are not all 1 (Coral table)")
     if op.options is not None:
-        if op.options.EllipsisMask():
+        if op.options.ellipsisMask:
             reasons.append("ellipsis_mask != 0 (Coral table)")
-        if op.options.NewAxisMask():
+        if op.options.newAxisMask:
             reasons.append("new_axis_mask != 0 (Coral table)")
     return reasons
 

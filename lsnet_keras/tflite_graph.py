@@ -24,6 +24,8 @@ except ImportError:  # TensorFlow ships the same generated module
 
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+NUMPY_TYPES = {"float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32"}
+NUMPY_TYPES |= {"uint32", "int64", "uint64", "bool"}
 
 
 class TFLiteFileError(LSNetError):
@@ -38,6 +40,7 @@ class Tensor:
     scale: tuple = ()
     zero_point: tuple = ()
     constant: bool = False
+    dynamic: bool = False  # the shape signature has -1 (a size known only at run time)
 
 
 @dataclass
@@ -68,13 +71,14 @@ class Graph:
         return max((len(t.shape) for t in self.tensors), default=0)
 
     def constant(self, tensor_index):
-        """The data of a constant tensor as a NumPy array, or None for activations."""
+        """The data of a constant tensor as a NumPy array; None for activations and for types
+        NumPy has no dtype for (int4 and other packed types)."""
         tensor = self.tensors[tensor_index]
         data = self.buffers[tensor_index]
-        if data is None:
+        if data is None or tensor.dtype not in NUMPY_TYPES:
             return None
-        dtype = np.dtype("float32" if tensor.dtype == "float32" else tensor.dtype)
-        return np.frombuffer(data, dtype=dtype).reshape(tensor.shape)
+        values = np.frombuffer(data, dtype=np.dtype(tensor.dtype).newbyteorder("<"))
+        return values.reshape(tensor.shape) if values.size == np.prod(tensor.shape) else values
 
 
 def read_graph(model_bytes, source="model"):
@@ -84,15 +88,17 @@ def read_graph(model_bytes, source="model"):
         >>> read_graph(b"not a model", "x.tflite")
         Traceback (most recent call last):
         ...
-        lsnet_keras.tflite_graph.TFLiteFileError: x.tflite: not a valid .tflite model (...)
+        lsnet_keras.tflite_graph.TFLiteFileError: x.tflite: not a TensorFlow Lite model (...)
     """
     if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
-        raise TFLiteFileError(f"{source}: not a valid .tflite model (no TFL3 identifier)")
+        raise TFLiteFileError(f"{source}: not a TensorFlow Lite model (no TFL3 identifier)")
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
         subgraph = model.subgraphs[0]
     except Exception as err:  # a corrupt flatbuffer fails anywhere in the generated code
-        raise TFLiteFileError(f"{source}: not a valid .tflite model ({err})") from None
+        raise TFLiteFileError(
+            f"{source}: corrupt TensorFlow Lite flatbuffer ({type(err).__name__})"
+        ) from None
     codes = model.operatorCodes
     tensors, buffers = [], []
     for t in subgraph.tensors:
@@ -107,6 +113,7 @@ def read_graph(model_bytes, source="model"):
                 scale=tuple(q.scale) if q is not None and q.scale is not None else (),
                 zero_point=tuple(q.zeroPoint) if q is not None and q.zeroPoint is not None else (),
                 constant=has_data,
+                dynamic=t.shapeSignature is not None and -1 in list(t.shapeSignature),
             )
         )
         buffers.append(bytes(np.asarray(data, dtype="uint8")) if has_data else None)

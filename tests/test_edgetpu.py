@@ -162,3 +162,28 @@ def test_truncated_model_and_missing_file(cnn_int8, tmp_path):
         check_edgetpu(cnn_int8[: len(cnn_int8) // 3])
     with pytest.raises(EdgeTpuCheckError, match="file not found"):
         check_edgetpu(tmp_path / "missing.tflite")
+
+
+def test_option_rules_read_the_schema_option_objects():
+    """The rules read the option objects `read_graph` gives (the schema's object API)."""
+    from types import SimpleNamespace
+
+    from lsnet_keras.edgetpu_rules import OP_RULES
+    from lsnet_keras.tflite_graph import schema
+
+    def op(options, shape=(1, 4, 4, 8)):
+        tensor = SimpleNamespace(shape=shape, constant=False)
+        return SimpleNamespace(options=options, inputs=[tensor], outputs=[tensor])
+
+    conv = schema.Conv2DOptionsT()
+    conv.dilationHFactor, conv.dilationWFactor = 2, 1
+    assert "dilation 2x1 differs" in OP_RULES["CONV_2D"](op(conv))[0]
+    concat = schema.ConcatenationOptionsT()
+    concat.fusedActivationFunction = schema.ActivationFunctionType.RELU
+    assert "fused activation" in OP_RULES["CONCATENATION"](op(concat))[0]
+    pack = schema.PackOptionsT()
+    pack.axis = 0
+    assert "batch dimension" in OP_RULES["PACK"](op(pack))[0]
+    fully_connected = schema.FullyConnectedOptionsT()
+    fully_connected.weightsFormat = 1
+    assert "default format" in OP_RULES["FULLY_CONNECTED"](op(fully_connected, (1, 8)))[0]
