@@ -180,3 +180,25 @@ def test_build_model_by_variant_name_and_errors():
         build_model("lsnet_x", 5, 32)
     with pytest.raises(LSNetError, match=r"^--model: not LSNet architecture arguments"):
         build_model({"embed_dims": [8]}, 5, 32)
+
+
+def test_qat_command_shares_seed_and_determinism_with_train(monkeypatch):
+    from training import qat as qat_cli
+
+    calls = []
+    determinism = lambda: calls.append("ops")  # noqa: E731
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", determinism)
+    monkeypatch.setattr(keras.utils, "set_random_seed", lambda seed: calls.append(seed))
+    monkeypatch.setattr(qat_cli, "qat_config", lambda args: args)
+
+    class FakeTrainer:
+        def __init__(self, args, strategy):
+            calls.append(("fit", args.finetune, type(strategy).__name__))
+
+        def fit(self):
+            calls.append("fitted")
+
+    monkeypatch.setattr(qat_cli, "QATTrainer", FakeTrainer)
+    argv = ["--data-dir", "d", "--finetune", "f.keras", "--output-dir", "o", "--seed", "7"]
+    assert qat_cli.main([*argv, "--deterministic"]) == 0
+    assert calls == [7, "ops", ("fit", "f.keras", "_DefaultDistributionStrategy"), "fitted"]

@@ -22,13 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from lsnet_keras.convert import load_keras_model  # noqa: E402
-from lsnet_keras.errors import LSNetError  # noqa: E402
 from lsnet_keras.export import export_tflite  # noqa: E402
 from lsnet_keras.quantization import quantize_model  # noqa: E402
 from lsnet_keras.recipe import build_model, soft_cross_entropy  # noqa: E402
-from lsnet_keras.trainer import TrainConfig, Trainer, TrainingError, make_strategy  # noqa: E402
+from lsnet_keras.trainer import TrainConfig, Trainer, TrainingError  # noqa: E402
 from training.train import build_parser as train_parser  # noqa: E402
-from training.train import config_from_args  # noqa: E402
+from training.train import config_from_args, run  # noqa: E402
 
 # Fine-tuning defaults (training.train's are the 300-epoch ImageNet recipe): short, a low
 # learning rate (for a batch of 512, scaled linearly like training.train's), no warm-up, no
@@ -157,14 +156,15 @@ class QATTrainer(Trainer):
 
 
 def main(argv=None):
+    """Run `python -m training.qat ARGV`; returns the exit status (2: one-line error).
+
+    Example:
+        >>> main(["--data-dir", "flowers", "--finetune", "best.keras",
+        ...       "--output-dir", "runs/q"])  # doctest: +SKIP
+        0
+    """
     args = build_parser().parse_args(argv)
-    try:
-        strategy = make_strategy(args.strategy, args.cpu_replicas, args.tpu)
-        QATTrainer(qat_config(args), strategy).fit()
-    except LSNetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run(args, lambda strategy: QATTrainer(qat_config(args), strategy).fit())
 
 
 if __name__ == "__main__":

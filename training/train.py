@@ -147,16 +147,18 @@ def config_from_args(args):
     )
 
 
-def main(argv=None):
-    """Run `python -m training.train ARGV`; returns the exit status (2: one-line error).
+def run(args, fit):
+    """Make the `--strategy`, seed and make ops deterministic if `--deterministic`, then call
+    `fit(strategy)`; returns the exit status (2 after a one-line error). Shared by
+    `training.train` and `training.qat`.
 
     Example:
-        >>> main(["--data-dir", "flowers", "--output-dir", "runs/f"])  # doctest: +SKIP
+        >>> run(build_parser().parse_args(["--data-dir", "d", "--output-dir", "o"]),
+        ...     lambda strategy: None)  # doctest: +SKIP
         0
     """
-    args = build_parser().parse_args(argv)
     try:
-        from lsnet_keras.trainer import make_strategy, train
+        from lsnet_keras.trainer import make_strategy
 
         # The strategy first: logical devices and collectives must precede other TF work.
         strategy = make_strategy(args.strategy, args.cpu_replicas, args.tpu)
@@ -166,11 +168,24 @@ def main(argv=None):
 
             keras.utils.set_random_seed(args.seed)
             tf.config.experimental.enable_op_determinism()
-        train(config_from_args(args), strategy)
+        fit(strategy)
     except LSNetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None):
+    """Run `python -m training.train ARGV`; returns the exit status (2: one-line error).
+
+    Example:
+        >>> main(["--data-dir", "flowers", "--output-dir", "runs/f"])  # doctest: +SKIP
+        0
+    """
+    from lsnet_keras.trainer import train
+
+    args = build_parser().parse_args(argv)
+    return run(args, lambda strategy: train(config_from_args(args), strategy))
 
 
 if __name__ == "__main__":
