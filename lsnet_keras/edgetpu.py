@@ -36,24 +36,11 @@ from pathlib import Path
 
 from lsnet_keras import edgetpu_rules as rules
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.tflite_graph import TFLiteFileError, read_graph
+from lsnet_keras.tflite_graph import Tensor, TFLiteFileError, read_graph
 
 
 class EdgeTpuCheckError(LSNetError):
     """The file cannot be read as a TF Lite model (missing, not a flatbuffer, corrupt)."""
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One tensor of the graph as an op sees it."""
-
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: str  # TF Lite TensorType name: "INT8", "FLOAT32", ...
-    constant: bool  # has data in the file (weights, biases, axes)
-    dynamic: bool  # shape_signature has -1
-    zero_point: int = 0
 
 
 @dataclass
@@ -68,8 +55,8 @@ class OpResult:
     index: int
     op: str
     version: int
-    inputs: list[TensorInfo | None]
-    outputs: list[TensorInfo]
+    inputs: list[Tensor | None]
+    outputs: list[Tensor]
     status: str
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -113,10 +100,10 @@ class EdgeTpuReport:
 class _OpView:
     """What a rule in :mod:`edgetpu_rules` sees: name, version, tensors, options, constants."""
 
-    def __init__(self, operator, tensors, graph):
+    def __init__(self, operator, graph):
         self.name, self.version, self.options = operator.name, operator.version, operator.options
-        self.inputs = [tensors[i] if i >= 0 else None for i in operator.inputs]
-        self.outputs = [tensors[i] for i in operator.outputs if i >= 0]
+        self.inputs = [graph.tensors[i] if i >= 0 else None for i in operator.inputs]
+        self.outputs = [graph.tensors[i] for i in operator.outputs if i >= 0]
         self._graph = graph
 
     def constant(self, position):
@@ -140,19 +127,7 @@ def _parse(data, label):
         graph = read_graph(data, label)
     except TFLiteFileError as err:
         raise EdgeTpuCheckError(str(err)) from None
-    tensors = [
-        TensorInfo(
-            index=i,
-            name=t.name,
-            shape=t.shape,
-            dtype=t.dtype.upper(),
-            constant=t.constant,
-            dynamic=t.dynamic,
-            zero_point=int(t.zero_point[0]) if t.zero_point else 0,
-        )
-        for i, t in enumerate(graph.tensors)
-    ]
-    return graph, [_OpView(op, tensors, graph) for op in graph.operators]
+    return graph, [_OpView(op, graph) for op in graph.operators]
 
 
 def _version_error(op):
@@ -186,9 +161,9 @@ def _tensor_reasons(op, graph):
     tensors = [t for t in op.inputs + op.outputs if t is not None]
     activations = [t for t in tensors if not t.constant]
     types = {t.dtype for t in activations if t.dtype not in rules.EIGHT_BIT}
-    types |= {t.dtype for t in tensors if t.constant and "FLOAT" in t.dtype}
+    types |= {t.dtype for t in tensors if t.constant and "float" in t.dtype}
     if types:
-        reasons.append(f"works on {', '.join(sorted(types)).lower()} tensors (only int8/uint8 map)")
+        reasons.append(f"works on {', '.join(sorted(types))} tensors (only int8/uint8 map)")
     if any(t.dynamic for t in tensors):
         reasons.append("dynamic-size tensor (shapes must be static)")
     for t in activations:

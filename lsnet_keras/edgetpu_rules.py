@@ -119,7 +119,7 @@ NOTES = {
 }
 
 SOFTMAX_MAX_ELEMENTS = 16000
-EIGHT_BIT = ("INT8", "UINT8")
+EIGHT_BIT = ("int8", "uint8")
 # Weights and biases that must be compile-time constants ("Model parameters (such as bias
 # tensors) are constant at compile-time"), by input position.
 PARAMETER_INPUTS = {
@@ -188,8 +188,8 @@ def _concatenation(op):
         if len(op.inputs) != 2:
             reasons.append("a constant input is allowed only with exactly 2 inputs (Coral table)")
         for i in constants:
-            zero = op.inputs[i].zero_point
-            if np.any(op.constant(i) != zero):
+            zero = op.inputs[i].zero_point or (0,)
+            if np.any(op.constant(i) != zero[0]):
                 reasons.append("constant input is not all zeros (Coral table)")
     return reasons
 

@@ -24,8 +24,10 @@ except ImportError:  # TensorFlow ships the same generated module
 
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-NUMPY_TYPES = {"float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32"}
-NUMPY_TYPES |= {"uint32", "int64", "uint64", "bool"}
+NUMPY_TYPES = {
+    "float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+    "int64", "uint64", "bool",
+}  # fmt: skip
 
 
 class TFLiteFileError(LSNetError):
@@ -34,6 +36,7 @@ class TFLiteFileError(LSNetError):
 
 @dataclass
 class Tensor:
+    index: int  # position in Graph.tensors
     name: str
     shape: tuple
     dtype: str
@@ -107,6 +110,7 @@ def read_graph(model_bytes, source="model"):
         has_data = data is not None and len(data) > 0
         tensors.append(
             Tensor(
+                index=len(tensors),
                 name=t.name.decode() if isinstance(t.name, bytes) else str(t.name),
                 shape=tuple(int(s) for s in (t.shape if t.shape is not None else ())),
                 dtype=TYPE_NAMES.get(t.type, str(t.type)),
