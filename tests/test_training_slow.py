@@ -125,10 +125,13 @@ def test_multiworker_two_processes(images, tmp_path):
     assert keras.models.load_model(str(tmp_path / "out" / "final.keras")).output_shape == (None, 4)
 
 
-def wait_for(path, process, timeout):
+def wait_for_checkpoint(directory, name, process, timeout):
+    """True once `directory`'s checkpoint state names `name` (the files are written before
+    the state, so a checkpoint is committed only when the state points at it)."""
     end = time.time() + timeout
     while time.time() < end and process.poll() is None:
-        if os.path.exists(path):
+        latest = tf.train.latest_checkpoint(str(directory))
+        if latest is not None and latest.endswith(name):
             return True
         time.sleep(0.02)
     return False
@@ -142,7 +145,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(images, tmp_
         env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        assert wait_for(tmp_path / "run" / "checkpoints" / "ckpt-8.index", killed, 300)
+        assert wait_for_checkpoint(tmp_path / "run" / "checkpoints", "ckpt-8", killed, 300)
         killed.send_signal(signal.SIGKILL)
         assert killed.wait(timeout=30) == -signal.SIGKILL
     finally:
