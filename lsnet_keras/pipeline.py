@@ -19,6 +19,7 @@ import numpy as np
 from lsnet_keras.calibration import builtin_images, folder_images
 from lsnet_keras.convert import model_from_checkpoint
 from lsnet_keras.edgetpu import check_edgetpu, summary_line
+from lsnet_keras.errors import LSNetError
 from lsnet_keras.export import export_tflite
 from lsnet_keras.gpu import check_gpu
 from lsnet_keras.io import atomic_path
@@ -86,6 +87,34 @@ def realistic_random_weights(model, images, seed=0):
         layer.momentum = 0.9
 
 
+def input_noise_floor(model, pixels, levels=1, seed=0):
+    """How far `model`'s own logits move when each pixel moves by up to `levels` gray levels.
+
+    A reference for the quantized models: a random network is chaotic (one gray level of
+    noise can flip its top-1), a trained one is not. A quantized model whose difference from
+    Keras is near this floor is as close as the weights allow. `pixels` are uint8 RGB crops.
+
+    Example:
+        >>> floor = input_noise_floor(model, builtin_images(8, 224, seed=1))  # doctest: +SKIP
+        >>> floor["top1_agreement"]  # doctest: +SKIP
+        1.0
+    """
+    rng = np.random.default_rng(seed)
+    shifted = pixels.astype("int16") + rng.integers(-levels, levels + 1, size=pixels.shape)
+    noisy = np.clip(shifted, 0, 255).astype("uint8")
+    expected = model.predict(normalize(pixels), verbose=0)
+    outputs = model.predict(normalize(noisy), verbose=0)
+    return _agreement(outputs, expected)
+
+
+def _agreement(outputs, expected):
+    return {
+        "max_abs_diff": float(np.abs(outputs - expected).max()),
+        "max_rel_diff": float(np.abs(outputs - expected).max() / np.abs(expected).max()),
+        "top1_agreement": float(np.mean(outputs.argmax(-1) == expected.argmax(-1))),
+    }
+
+
 def _gpu_verdict(path):
     try:
         return check_gpu(path)
@@ -108,6 +137,11 @@ def run_pipeline(
     Example:
         >>> run_pipeline("lsnet_t", output_dir="/tmp/lsnet", runs=3)  # doctest: +SKIP
     """
+    paths = {name: os.path.join(output_dir, f"{variant}_{name}.tflite") for name in EXPORTS}
+    report_path = os.path.join(output_dir, f"{variant}_report.json")
+    existing = [p for p in [*paths.values(), report_path] if os.path.exists(p)]
+    if existing and not overwrite:  # before any work: the run would stop at the first file
+        raise LSNetError(f"{existing[0]}: already exists; pass --force (overwrite=True) to replace")
     os.makedirs(output_dir, exist_ok=True)
     if checkpoint:
         model = model_from_checkpoint(checkpoint, variant, img_size)
@@ -128,9 +162,15 @@ def run_pipeline(
     )
     held_out = builtin_images(8, img_size, seed=1)
     expected = deployed.predict(normalize(held_out), verbose=0)
-    report = {"variant": variant, "weights": weights, "img_size": img_size, "models": {}}
+    report = {
+        "variant": variant,
+        "weights": weights,
+        "img_size": img_size,
+        "keras_input_noise_floor": input_noise_floor(deployed, held_out),
+        "models": {},
+    }
     for name, options in EXPORTS.items():
-        path = os.path.join(output_dir, f"{variant}_{name}.tflite")
+        path = paths[name]
         start = time.perf_counter()
         data = export_tflite(
             deployed, path, calibration=calibration, overwrite=overwrite, **options
@@ -141,18 +181,13 @@ def run_pipeline(
             "path": path,
             "size_mb": round(len(data) / 1e6, 2),
             "ops": sum(read_graph(data).op_counts().values()),
-            "max_abs_diff_vs_keras": float(np.abs(outputs - expected).max()),
-            "max_rel_diff_vs_keras": float(
-                np.abs(outputs - expected).max() / np.abs(expected).max()
-            ),
-            "top1_agreement_vs_keras": float(np.mean(outputs.argmax(-1) == expected.argmax(-1))),
+            **{f"{k}_vs_keras": v for k, v in _agreement(outputs, expected).items()},
             "latency": {t: _latency(path, t, runs, held_out[0]) for t in threads},
         }
         report["models"][name] = entry
     report["gpu"] = _gpu_verdict(report["models"]["fp16_gpu"]["path"])
     edgetpu = check_edgetpu(report["models"]["int8_edgetpu"]["path"])
     report["edgetpu"] = {"ok": edgetpu.ok, "summary": summary_line(edgetpu)}
-    report_path = os.path.join(output_dir, f"{variant}_report.json")
     with atomic_path(report_path, overwrite=True) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=1)
     _log(format_report(report))
@@ -173,6 +208,16 @@ def format_report(report):
         lines.append(
             f"{name:12} | {m['size_mb']:5.1f} | {m['ops']:4d} | {m['max_rel_diff_vs_keras']:28.2e}"
             f" | {m['top1_agreement_vs_keras']:11.0%} | {times}"
+        )
+    floor = report["keras_input_noise_floor"]
+    lines.append(
+        f"{'noise floor':12} |       |      | {floor['max_rel_diff']:28.2e}"
+        f" | {floor['top1_agreement']:11.0%} | Keras fp32 with +-1 gray level of input noise"
+    )
+    if report["weights"] == "random":
+        lines.append(
+            "random weights are chaotic (see the noise floor): judge the quantized rows against"
+            " the floor, not against 100%; --checkpoint gives meaningful agreement"
         )
     gpu = report["gpu"]
     if gpu.get("error"):

@@ -1,0 +1,63 @@
+"""The README's main job, `lsnet pipeline`, end to end (at 64 px to keep it short)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lsnet_keras.calibration import builtin_images
+from lsnet_keras.cli import main
+from lsnet_keras.model import build_variant
+from lsnet_keras.pipeline import input_noise_floor, realistic_random_weights
+from lsnet_keras.preprocess import normalize
+from lsnet_keras.quantization import integer_violations
+
+
+def test_input_noise_floor_is_zero_without_noise_and_grows_with_it():
+    model = build_variant("lsnet_t", input_shape=64)
+    realistic_random_weights(model, normalize(builtin_images(4, 64, seed=2)))
+    pixels = builtin_images(4, 64, seed=1)
+    assert input_noise_floor(model, pixels, levels=0) == {
+        "max_abs_diff": 0.0,
+        "max_rel_diff": 0.0,
+        "top1_agreement": 1.0,
+    }
+    one, eight = (input_noise_floor(model, pixels, levels=n) for n in (1, 8))
+    assert 0 < one["max_rel_diff"] < eight["max_rel_diff"]
+
+
+@pytest.mark.slow
+def test_pipeline_exports_verifies_reports_and_keeps_existing_files(tmp_path, capsys):
+    out = tmp_path / "out"
+    command = ["pipeline", "--img-size", "64", "--runs", "2", "--threads", "1"]
+    command += ["--output-dir", str(out)]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "RANDOM weights" in printed and "random weights are chaotic" in printed
+    report = json.loads((out / "lsnet_t_report.json").read_text())
+    models = report["models"]
+    assert list(models) == ["fp32", "int8", "fp16_gpu", "int8_edgetpu"]
+    for name, entry in models.items():
+        assert os.path.basename(entry["path"]) == f"lsnet_t_{name}.tflite"
+        assert np.isfinite(entry["max_rel_diff_vs_keras"])
+        data = open(entry["path"], "rb").read()
+        assert entry["size_mb"] == round(len(data) / 1e6, 2)
+        assert entry["latency"]["1"]["min_ms"] > 0
+        assert f"\n{name:12} | {entry['size_mb']:5.1f} | {entry['ops']:4d} |" in printed
+        if name.startswith("int8"):
+            assert integer_violations(data) == ([], [])
+    assert models["fp32"]["max_rel_diff_vs_keras"] < 1e-3
+    assert models["fp32"]["top1_agreement_vs_keras"] == 1.0
+    floor = report["keras_input_noise_floor"]
+    assert 0 < floor["max_rel_diff"] and 0 <= floor["top1_agreement"] <= 1
+    assert f"noise floor  |       |      | {floor['max_rel_diff']:28.2e}" in printed
+    assert report["edgetpu"]["ok"] and "0 blockers" in report["edgetpu"]["summary"]
+    assert "GPU: " in printed
+
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(command) == 2  # without --force: refused before any work, nothing touched
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("already exists; pass --force (overwrite=True) to replace")
+    assert "\n" not in error
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
