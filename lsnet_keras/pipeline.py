@@ -224,6 +224,10 @@ def format_report(report):
         lines.append(f"GPU: not checked: {gpu['error']}")
     else:
         verdict = "fully accelerated" if gpu["fully_accelerated"] else "NOT fully accelerated"
-        lines.append(f"GPU: {verdict}, max |GPU - CPU| = {gpu['max_abs_diff']:.3g}")
+        relative = gpu["max_abs_diff"] / max(gpu["output_scale"], 1e-12)
+        lines.append(
+            f"GPU: {verdict}, max |GPU - CPU| = {gpu['max_abs_diff']:.3g}"
+            f" ({relative:.2e} of max|logit|; compare with the noise floor)"
+        )
     lines.append(f"Edge TPU: {report['edgetpu']['summary']}")
     return "\n".join(lines)

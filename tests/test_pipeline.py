@@ -9,7 +9,7 @@ import pytest
 from lsnet_keras.calibration import builtin_images
 from lsnet_keras.cli import main
 from lsnet_keras.model import build_variant
-from lsnet_keras.pipeline import input_noise_floor, realistic_random_weights
+from lsnet_keras.pipeline import format_report, input_noise_floor, realistic_random_weights
 from lsnet_keras.preprocess import normalize
 from lsnet_keras.quantization import integer_violations
 
@@ -25,6 +25,39 @@ def test_input_noise_floor_is_zero_without_noise_and_grows_with_it():
     }
     one, eight = (input_noise_floor(model, pixels, levels=n) for n in (1, 8))
     assert 0 < one["max_rel_diff"] < eight["max_rel_diff"]
+
+
+def _report(weights):
+    model = {
+        "size_mb": 12.6,
+        "ops": 608,
+        "max_rel_diff_vs_keras": 0.02,
+        "top1_agreement_vs_keras": 0.875,
+        "latency": {"1": {"median_ms": 3.14}},
+    }
+    return {
+        "variant": "lsnet_t",
+        "weights": weights,
+        "img_size": 224,
+        "keras_input_noise_floor": {"max_rel_diff": 0.5, "top1_agreement": 0.25},
+        "models": {"int8": model},
+        "gpu": {"fully_accelerated": True, "max_abs_diff": 3.0, "output_scale": 12.0},
+        "edgetpu": {"summary": "10 ops, 10 map to the Edge TPU, 0 blockers"},
+    }
+
+
+def test_report_puts_quantized_rows_beside_the_noise_floor():
+    text = format_report(_report("random")).splitlines()
+    assert text[2] == f"int8         |  12.6 |  608 | {0.02:28.2e} |         88% |      3.1"
+    assert text[3].startswith(f"noise floor  |       |      | {0.5:28.2e} |         25% |")
+    assert text[4].startswith("random weights are chaotic")
+    assert text[5] == (
+        "GPU: fully accelerated, max |GPU - CPU| = 3 (2.50e-01 of max|logit|;"
+        " compare with the noise floor)"
+    )
+    assert text[6] == "Edge TPU: 10 ops, 10 map to the Edge TPU, 0 blockers"
+    with_checkpoint = format_report(_report("lsnet_t.pth"))
+    assert "chaotic" not in with_checkpoint and "noise floor  |" in with_checkpoint
 
 
 @pytest.mark.slow
