@@ -12,6 +12,17 @@ import os
 from lsnet_keras.errors import LSNetError
 
 
+def refuse_existing(paths, overwrite=False):
+    """Raise LSNetError naming the first of `paths` that exists, unless `overwrite`.
+
+    Example:
+        >>> refuse_existing(["/nonexistent/a.tflite"])
+    """
+    existing = [os.fspath(p) for p in paths if os.path.exists(p)]
+    if existing and not overwrite:
+        raise LSNetError(f"{existing[0]}: already exists; pass --force (overwrite=True) to replace")
+
+
 @contextlib.contextmanager
 def atomic_path(path, overwrite=False):
     """Yield a temporary path in the target's folder; on success rename it to `path`.
@@ -25,8 +36,7 @@ def atomic_path(path, overwrite=False):
         ...     keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(tmp)
     """
     path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise LSNetError(f"{path}: already exists; pass --force (overwrite=True) to replace it")
+    refuse_existing([path], overwrite)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise LSNetError(f"{path}: the folder {folder} does not exist")

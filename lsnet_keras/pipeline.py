@@ -19,10 +19,9 @@ import numpy as np
 from lsnet_keras.calibration import builtin_images, folder_images
 from lsnet_keras.convert import model_from_checkpoint
 from lsnet_keras.edgetpu import check_edgetpu, summary_line
-from lsnet_keras.errors import LSNetError
 from lsnet_keras.export import export_tflite
 from lsnet_keras.gpu import check_gpu
-from lsnet_keras.io import atomic_path
+from lsnet_keras.io import atomic_path, refuse_existing
 from lsnet_keras.model import build_variant
 from lsnet_keras.preprocess import normalize
 from lsnet_keras.reparam import reparameterize
@@ -139,9 +138,7 @@ def run_pipeline(
     """
     paths = {name: os.path.join(output_dir, f"{variant}_{name}.tflite") for name in EXPORTS}
     report_path = os.path.join(output_dir, f"{variant}_report.json")
-    existing = [p for p in [*paths.values(), report_path] if os.path.exists(p)]
-    if existing and not overwrite:  # before any work: the run would stop at the first file
-        raise LSNetError(f"{existing[0]}: already exists; pass --force (overwrite=True) to replace")
+    refuse_existing([*paths.values(), report_path], overwrite)  # before any work
     os.makedirs(output_dir, exist_ok=True)
     if checkpoint:
         model = model_from_checkpoint(checkpoint, variant, img_size)
