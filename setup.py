@@ -2,6 +2,17 @@
 
 from setuptools import find_packages, setup
 
+TORCH = ["torch==2.13.0"]
+# python -m training.train: TensorBoard logs (tf.summary needs the tensorboard package),
+# curves.png (matplotlib), TFDS data (tensorflow-datasets; 4.9.10 imports importlib_resources
+# without declaring it).
+TRAIN = [
+    "tensorboard>=2.16",
+    "matplotlib>=3.7",
+    "tensorflow-datasets>=4.9",
+    "importlib_resources>=6",
+]
+
 setup(
     name="lsnet-keras",
     version="0.1.0",
@@ -23,19 +34,11 @@ setup(
     extras_require={
         # Only needed to read official .pth checkpoints. Always pinned: a bare
         # `torch` requirement pulls gigabytes of CUDA wheels.
-        "torch": ["torch==2.13.0"],
-        # python -m training.train: curves.png (matplotlib), TFDS data (tensorflow-datasets),
-        # viewing the TensorBoard logs (tensorboard; TensorFlow writes them without it).
-        "train": ["matplotlib>=3.7", "tensorflow-datasets>=4.9", "tensorboard>=2.16"],
-        # scikit-learn ships the digits images the QAT benchmark and tests train on.
-        "dev": [
-            "torch==2.13.0",
-            "pytest>=8",
-            "ruff>=0.6",
-            "scikit-learn>=1.5",
-            "matplotlib>=3.7",
-            "tensorflow-datasets>=4.9",
-        ],
+        "torch": TORCH,
+        "train": TRAIN,
+        # The tests: the PyTorch reference, the training tests, and scikit-learn's digits
+        # images that the QAT benchmark and tests train on.
+        "dev": [*TORCH, *TRAIN, "pytest>=8", "ruff>=0.6", "scikit-learn>=1.5"],
     },
     entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:console"]},
 )

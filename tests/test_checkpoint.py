@@ -4,14 +4,13 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from conftest import keras_model_for, nhwc
 from goldens import VARIANTS, load_manifest
 
 import lsnet_keras
 from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
 from lsnet_keras.weights.mapping import checkpoint_table, export_state_dict, guess_variant
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")

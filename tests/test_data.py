@@ -154,7 +154,8 @@ def test_tfrecord_shards(folder, tmp_path):
 
 
 def test_tfds_dataset_on_disk(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
+
     rng = np.random.default_rng(0)
 
     def split(count):

@@ -3,9 +3,10 @@
 Tolerances: a correct port is within 1e-4 on the tiny cases. On LSNet-T the goldens carry their
 own float32 rounding: PyTorch on 1 vs 2 threads already differs by 3.8e-4 on these logits (see
 tests/test_torch_reference.py), and the goldens are 3.0e-4 (224) and 5.5e-4 (288) from the
-float64 result. So LSNet-T is held to 3e-4 in float64 (our float32 rounding removed) and 1e-3 in
-float32, and the 288 case to 1e-3 in both; the float64 Keras model must then match the float64
-PyTorch reference to 1e-8, which leaves no room for a real difference.
+float64 result. So LSNet-T is held to 3e-4 in float64 (our float32 rounding removed) and, in
+float32, to 2e-4 of the largest logit (2.8e-3: float32 rounding differs between CPUs, oneDNN on
+an Intel machine moved these logits by 1.09e-3); the float64 Keras model must then match the
+float64 PyTorch reference to 1e-8, which leaves no room for a real difference.
 """
 
 import numpy as np
@@ -50,7 +51,11 @@ def test_lsnet_t_float32(golden):
     case = golden("lsnet_t_224")
     model = run_case(case)
     logits, *features = with_features(model).predict(nhwc(case["input"]), verbose=0)
-    assert np.abs(logits - case["logits"]).max() <= 1e-3
+    # float32 summation order differs between CPUs and kernels (oneDNN on an Intel machine
+    # moved these logits, about 14 in size, by 1.09e-3): bound it relative to the logit scale,
+    # 2e-4 of it (2.8e-3 here). Exactness is proven in float64 below and in test_parity_torch.
+    bound = 2e-4 * np.abs(case["logits"]).max()
+    assert np.abs(logits - case["logits"]).max() <= bound
     assert (logits.argmax(-1) == case["logits"].argmax(-1)).all()
     for feature_name, feature in zip(FEATURE_NAMES[:4], features):
         assert np.abs(nchw(feature) - case["features"][feature_name]).max() <= 3e-4
@@ -59,8 +64,8 @@ def test_lsnet_t_float32(golden):
     assert np.abs(nchw(features[4]) - stage4).max() <= 1e-3 * np.abs(stage4).max()
     deployed = lsnet_keras.reparameterize(model)
     fused = deployed.predict(nhwc(case["input"]), verbose=0)
-    assert np.abs(fused - logits).max() <= 1e-3
-    assert np.abs(fused - case["logits"]).max() <= 1e-3
+    assert np.abs(fused - logits).max() <= bound
+    assert np.abs(fused - case["logits"]).max() <= bound
 
 
 def test_lsnet_t_float64(golden, float64_policy):
@@ -80,13 +85,13 @@ def test_lsnet_t_288_bias_resize(golden):
     model = run_case(case)
     assert model.get_layer("blocks4_3").mixer.attention_biases.shape == (4, 25)
     logits = model.predict(nhwc(case["input"]), verbose=0)
-    assert np.abs(logits - case["logits"]).max() <= 1e-3
+    assert np.abs(logits - case["logits"]).max() <= 2e-4 * np.abs(case["logits"]).max()
     assert (logits.argmax(-1) == case["logits"].argmax(-1)).all()
 
 
 @pytest.mark.parametrize("name", ["lsnet_t_224", "lsnet_t_288_from_224"])
 def test_lsnet_t_float64_equals_torch_reference_float64(name, golden, float64_policy):
-    torch = pytest.importorskip("torch")
+    import torch
     import torch_lsnet
 
     case = golden(name)
@@ -109,7 +114,8 @@ def test_lsnet_t_float64_equals_torch_reference_float64(name, golden, float64_po
 
 
 def test_bias_resize_matches_torch_bicubic():
-    torch = pytest.importorskip("torch")
+    import torch
+
     from lsnet_keras.weights.resize import resize_bias_table
 
     table = np.random.default_rng(0).normal(size=(4, 16)).astype("float32")

@@ -9,12 +9,11 @@ with depth: about 1e-3 on LSNet-B's logits, as the shared README notes).
 
 import numpy as np
 import pytest
+import torch
+import torch_lsnet  # noqa: E402
 from conftest import nhwc
 
 import lsnet_keras
-
-torch = pytest.importorskip("torch")
-import torch_lsnet  # noqa: E402
 
 CASES = [
     ("lsnet_s", 224),

@@ -33,10 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_quantization import assert_full_integer, run_int8  # noqa: E402
-
-pytest.importorskip("sklearn")
 import qat_vs_ptq  # noqa: E402
+import sklearn  # noqa: E402, F401  (the dev extra: the digits data set)
+from test_quantization import assert_full_integer, run_int8  # noqa: E402
 
 SIZE = 64
 

@@ -142,6 +142,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(run, tmp_path):
             assert np.isfinite(reader.get_tensor(name)).all(), name
 
 
+def test_missing_train_extra_is_a_one_line_error(run, tmp_path, monkeypatch):
+    """Without tensorboard (or matplotlib) training stops before any work, naming the extra."""
+    from lsnet_keras.training import trainer
+
+    monkeypatch.setattr(trainer, "TRAIN_EXTRA", ("tensorboard", "lsnet_no_such_package"))
+    root, _, _ = run
+    with pytest.raises(TrainingError) as caught:
+        train(tiny_config(root, tmp_path))
+    assert str(caught.value) == (
+        "training needs lsnet_no_such_package (logs and curves): pip install 'lsnet-keras[train]'"
+    )
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_command_line_errors_are_one_line(tmp_path, capsys):
     args = ["--data-dir", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]
     assert train_cli.main(args) == 2

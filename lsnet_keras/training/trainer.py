@@ -19,6 +19,7 @@ Example:
 """
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -44,6 +45,9 @@ from lsnet_keras.training.recipe import (
     scaled_lr,
     soft_cross_entropy,
 )
+
+# TensorBoard summaries (tf.summary needs the tensorboard package) and curves.png (matplotlib).
+TRAIN_EXTRA = ("tensorboard", "matplotlib")
 
 
 class Trainer:
@@ -87,6 +91,12 @@ class Trainer:
 
     def _check_settings(self):
         c = self.config
+        missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
+        if missing:
+            raise TrainingError(
+                f"training needs {' and '.join(missing)} (logs and curves): "
+                "pip install 'lsnet-keras[train]'"
+            )
         if c.precision not in PRECISIONS:
             raise TrainingError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if c.teacher_input not in ("normalized", "pixels"):

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every check of the project, from nothing: the README's test command, and what CI runs.
+#  1. a fresh virtual environment (.venv) with the locked versions (requirements/lock.txt);
+#  2. the Vulkan stack for the LiteRT GPU checks (apt-get, so root, or sudo the first time);
+#  3. lint (ruff), the Android core's Kotlin tests and the app's XML check;
+#  4. the fast suite, then the slow one. The tflite-runtime and MediaPipe / Task Library checks
+#     build their own cached virtual environments (under ~/.cache/lsnet-keras).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv --clear .venv
+. .venv/bin/activate
+python -m pip install -q -c requirements/lock.txt -e ".[dev]"
+
+if [[ $(id -u) -eq 0 ]]; then bash tflite/setup_gpu.sh; else sudo bash tflite/setup_gpu.sh; fi
+
+ruff check .
+ruff format --check .
+bash android_demo/core/test.sh
+python android_demo/check_xml.py
+
+python -m pytest -q
+python -m pytest -q -m slow
