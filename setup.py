@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["lsnet_keras", "lsnet_keras.*"]),
-    package_data={"lsnet_keras": ["data/*"]},
+    package_data={"lsnet_keras": ["assets/*"]},
     install_requires=[
         "tensorflow==2.21.0",
         "keras>=3.13,<4",
@@ -37,5 +37,5 @@ setup(
             "tensorflow-datasets>=4.9",
         ],
     },
-    entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:main"]},
+    entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:console"]},
 )

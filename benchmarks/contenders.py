@@ -4,7 +4,7 @@ Every contender runs the same weights: the PyTorch reference (`tests/torch_lsnet
 `randomize_` weights, in eval mode. The Keras model loads its state_dict.
 
 Contenders:
-    tflite-{fp32,fp16,dynamic,int8}  ours: `lsnet_keras.export.export_tflite` (reparameterized,
+    tflite-{fp32,fp16,dynamic,int8}  ours: `lsnet_keras.export_tflite` (reparameterized,
                                      NHWC input), run by `ai_edge_litert` with XNNPACK.
     torch-eager                      the reference as written (BatchNorm separate), eager CPU.
     torch-eager-folded               the same with every Conv+BN folded into one conv
@@ -151,7 +151,7 @@ def state_bytes(model):
 def export_ours(state, variant, precision, path):
     """Load the reference state_dict into Keras and export it with `export_tflite`."""
     import lsnet_keras
-    from lsnet_keras.export import export_tflite
+    from lsnet_keras.litert.export import export_tflite
 
     model = lsnet_keras.build_variant(variant, input_shape=224)
     lsnet_keras.load_weights(model, state, source="torch reference")
@@ -278,7 +278,7 @@ def tflite_macs(graph):
 
 
 def tflite_op_counts(path):
-    from lsnet_keras.tflite_graph import read_graph
+    from lsnet_keras.litert.graph import read_graph
 
     return read_graph(Path(path).read_bytes()).op_counts()
 
@@ -503,9 +503,9 @@ def layer_breakdown(state, variant, workdir, precisions=("fp32", "int8"), runs=2
     import tensorflow as tf
 
     import lsnet_keras
-    from lsnet_keras.calibration import builtin_images
+    from lsnet_keras.litert.calibration import builtin_images
+    from lsnet_keras.litert.graph import read_graph
     from lsnet_keras.preprocess import normalize
-    from lsnet_keras.tflite_graph import read_graph
 
     model = lsnet_keras.build_variant(variant, input_shape=224)
     lsnet_keras.load_weights(model, state, source="torch reference")

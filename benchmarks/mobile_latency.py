@@ -52,7 +52,7 @@ import contenders as c  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lsnet_keras.calibration import builtin_images  # noqa: E402
+from lsnet_keras.litert.calibration import builtin_images  # noqa: E402
 from lsnet_keras.preprocess import normalize  # noqa: E402
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "mobile_latency.json"

@@ -71,8 +71,8 @@ def keras_step(name, images, targets, threads):
     import keras
     import tensorflow as tf
 
-    from lsnet_keras.model import lsnet_t
-    from lsnet_keras.recipe import soft_cross_entropy
+    from lsnet_keras.model.lsnet import lsnet_t
+    from lsnet_keras.training.recipe import soft_cross_entropy
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -101,7 +101,8 @@ def trainer_step(images, targets):
     import tensorflow as tf
     from PIL import Image
 
-    from lsnet_keras.trainer import TrainConfig, Trainer
+    from lsnet_keras.training.config import TrainConfig
+    from lsnet_keras.training.trainer import Trainer
 
     folder = tempfile.mkdtemp(prefix="train_throughput_")
     os.makedirs(os.path.join(folder, "data", "train", "class_0"))

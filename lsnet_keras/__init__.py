@@ -5,24 +5,27 @@ Example:
     >>> model = lsnet_keras.lsnet_t(weights=None)
     >>> deployed = lsnet_keras.reparameterize(model)
 
-On a TFLite-only machine (tflite-runtime, no Keras) only `lsnet_keras.runtime`,
+On a TFLite-only machine (tflite-runtime, no Keras) only `lsnet_keras.litert.runtime`,
 `lsnet_keras.preprocess` and `lsnet predict` are available.
 """
 
 __version__ = "0.1.0"
 
+from lsnet_keras.console import native_logs_silenced
+
 try:
-    import keras  # noqa: F401
+    with native_logs_silenced():  # TensorFlow's import notices (oneDNN, CUDA) stay off screen
+        import keras  # noqa: F401
 except ImportError:  # a TFLite-only install (Coral, Raspberry Pi): the runtime modules only
     __all__ = []
 else:
     from lsnet_keras import layers  # noqa: F401  (registers layers for keras.models.load_model)
-    from lsnet_keras.checkpoint import CheckpointError, read_state_dict
-    from lsnet_keras.export import export_tflite
-    from lsnet_keras.model import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
-    from lsnet_keras.quantization import quantize_model
-    from lsnet_keras.reparam import reparameterize
-    from lsnet_keras.weights import export_state_dict, load_weights
+    from lsnet_keras.litert.export import export_tflite
+    from lsnet_keras.model.lsnet import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
+    from lsnet_keras.model.reparam import reparameterize
+    from lsnet_keras.quantization.qat_model import quantize_model
+    from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
+    from lsnet_keras.weights.mapping import export_state_dict, load_weights
 
     __all__ = [
         "CheckpointError",

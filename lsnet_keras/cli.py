@@ -8,14 +8,13 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from lsnet_keras.config import IO_TYPES, PRECISIONS, TARGETS  # noqa: E402
-from lsnet_keras.errors import LSNetError  # noqa: E402
+from lsnet_keras.config import IO_TYPES, PRECISIONS, TARGETS
+from lsnet_keras.console import native_logs_silenced, quiet_tensorflow_logging
+from lsnet_keras.errors import LSNetError
 
 
 def _convert(args):
-    from lsnet_keras.convert import convert_checkpoint
+    from lsnet_keras.model.loading import convert_checkpoint
 
     model = convert_checkpoint(
         args.checkpoint,
@@ -34,8 +33,8 @@ def _convert(args):
 
 def _load_keras_model(args):
     """The model named by MODEL (.keras) or --variant/--checkpoint (random weights if none)."""
-    from lsnet_keras.convert import load_keras_model, model_from_checkpoint
-    from lsnet_keras.model import build_variant
+    from lsnet_keras.model.loading import load_keras_model, model_from_checkpoint
+    from lsnet_keras.model.lsnet import build_variant
 
     if args.model:
         return load_keras_model(args.model)
@@ -48,16 +47,16 @@ def _load_keras_model(args):
 
 
 def _export(args):
-    from lsnet_keras.calibration import folder_images
-    from lsnet_keras.export import export_tflite
-    from lsnet_keras.quantization import is_qat_model
+    from lsnet_keras.litert.calibration import folder_images
+    from lsnet_keras.litert.export import export_tflite
+    from lsnet_keras.quantization.qat_model import is_qat_model
 
     if not (args.output or args.android_assets):
         raise LSNetError("give --output FILE.tflite (or --android-assets DIR)")
     model = _load_keras_model(args)
     calibration = None
     if args.android_assets:
-        from lsnet_keras.android import write_android_assets
+        from lsnet_keras.litert.android import write_android_assets
 
         if args.calibration:
             calibration = folder_images(args.calibration, model.input_shape[1])
@@ -93,9 +92,9 @@ def _export(args):
 
 
 def _predict(args):
-    from lsnet_keras.labels import labels_for
+    from lsnet_keras.litert.labels import labels_for
+    from lsnet_keras.litert.runtime import TFLiteClassifier
     from lsnet_keras.preprocess import eval_crop, load_image
-    from lsnet_keras.runtime import TFLiteClassifier
 
     classifier = TFLiteClassifier(args.model, num_threads=args.threads, delegate=args.delegate)
     labels = labels_for(args.model, classifier.num_classes, args.labels)
@@ -109,13 +108,13 @@ def _predict(args):
 
 
 def _android_golden(args):
-    from lsnet_keras.android import write_golden
+    from lsnet_keras.litert.android import write_golden
 
     print(f"wrote {write_golden(args.model, args.image, args.output)}")
 
 
 def _edgetpu_check(args):
-    from lsnet_keras.edgetpu import check_edgetpu, format_report
+    from lsnet_keras.litert.edgetpu_check import check_edgetpu, format_report
 
     report = check_edgetpu(args.model)
     print(format_report(report))
@@ -248,5 +247,17 @@ def main(argv=None):
         return 2
 
 
+def console():
+    """The `lsnet` console script: `main` with TensorFlow's native logging kept off the screen.
+
+    Example:
+        $ lsnet export --variant lsnet_t --output lsnet_t.tflite   # our lines only
+    """
+    quiet_tensorflow_logging()
+    with native_logs_silenced():
+        status = main()
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -16,17 +16,17 @@ import time
 
 import numpy as np
 
-from lsnet_keras.calibration import builtin_images, folder_images
-from lsnet_keras.convert import model_from_checkpoint
-from lsnet_keras.edgetpu import check_edgetpu, summary_line
-from lsnet_keras.export import export_tflite
-from lsnet_keras.gpu import check_gpu
 from lsnet_keras.io import atomic_path, refuse_existing
-from lsnet_keras.model import build_variant
+from lsnet_keras.litert.calibration import builtin_images, folder_images
+from lsnet_keras.litert.edgetpu_check import check_edgetpu, summary_line
+from lsnet_keras.litert.export import export_tflite
+from lsnet_keras.litert.gpu_check import check_gpu
+from lsnet_keras.litert.graph import read_graph
+from lsnet_keras.litert.runtime import TFLiteClassifier
+from lsnet_keras.model.loading import model_from_checkpoint
+from lsnet_keras.model.lsnet import build_variant
+from lsnet_keras.model.reparam import reparameterize
 from lsnet_keras.preprocess import normalize
-from lsnet_keras.reparam import reparameterize
-from lsnet_keras.runtime import TFLiteClassifier
-from lsnet_keras.tflite_graph import read_graph
 
 # name -> export options; the file is <variant>_<name>.tflite
 EXPORTS = {

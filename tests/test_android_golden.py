@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from lsnet_keras.cli import main
-from lsnet_keras.runtime import TFLiteClassifier
-from lsnet_keras.tflite_graph import read_graph
+from lsnet_keras.litert.graph import read_graph
+from lsnet_keras.litert.runtime import TFLiteClassifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

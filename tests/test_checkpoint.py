@@ -8,8 +8,8 @@ from conftest import keras_model_for, nhwc
 from goldens import VARIANTS, load_manifest
 
 import lsnet_keras
-from lsnet_keras.checkpoint import CheckpointError, read_state_dict
-from lsnet_keras.weights import checkpoint_table, export_state_dict, guess_variant
+from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
+from lsnet_keras.weights.mapping import checkpoint_table, export_state_dict, guess_variant
 
 torch = pytest.importorskip("torch")
 

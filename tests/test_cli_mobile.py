@@ -59,12 +59,24 @@ def lsnet(*argv):
     )
 
 
+def test_export_command_prints_only_its_own_lines(tiny_keras, tmp_path):
+    output = tmp_path / "quiet.tflite"
+    result = lsnet("export", str(tiny_keras), "--precision", "int8", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no oneDNN / CUDA / converter / XNNPACK lines
+    assert result.stdout.splitlines() == [
+        "calibrating on the built-in generated set (pass --calibration DIR for real images)",
+        f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, int8, target cpu)",
+    ]
+
+
 @pytest.mark.parametrize("name", ["fp32", "int8"])
 def test_predict_prints_top5_and_latency(name, exported, images):
     result = lsnet(
         "predict", str(exported[name]), str(images / "image0.png"), str(images / "image1.png")
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no TensorFlow / XNNPACK logging
     lines = result.stdout.splitlines()
     assert any(line.endswith(" ms") and "image1.png" in line for line in lines)
     scored = [line for line in lines if line.startswith("  ")]

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from lsnet_keras import augment
-from lsnet_keras.data import (
+from lsnet_keras.training import augment
+from lsnet_keras.training.data import (
     DatasetError,
     eval_dataset,
     open_dataset,
@@ -115,7 +115,7 @@ def test_two_replicas_split_each_global_batch(folder):
 
 
 def test_repeated_augmentation_copies_go_to_different_replicas():
-    from lsnet_keras.data import _replica_order
+    from lsnet_keras.training.data import _replica_order
 
     order, _ = _replica_order(8, 0, 0, steps=3, global_batch=8, pipeline=(0, 1, 4), repeats=3)
     per_replica = order.reshape(3, 4, 2)  # (step, replica, example)

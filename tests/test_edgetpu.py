@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lsnet_keras.edgetpu import EdgeTpuCheckError, check_edgetpu, format_report
-from lsnet_keras.edgetpu_rules import MAX_OP_VERSION, SUPPORTED_OPS
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.litert.edgetpu_check import EdgeTpuCheckError, check_edgetpu, format_report
+from lsnet_keras.litert.edgetpu_rules import MAX_OP_VERSION, SUPPORTED_OPS
 
 
 def to_tflite(model, quantize=True, float_io=False):
@@ -168,8 +168,8 @@ def test_option_rules_read_the_schema_option_objects():
     """The rules read the option objects `read_graph` gives (the schema's object API)."""
     from types import SimpleNamespace
 
-    from lsnet_keras.edgetpu_rules import OP_RULES
-    from lsnet_keras.tflite_graph import schema
+    from lsnet_keras.litert.edgetpu_rules import OP_RULES
+    from lsnet_keras.litert.graph import schema
 
     def op(options, shape=(1, 4, 4, 8)):
         tensor = SimpleNamespace(shape=shape, constant=False)

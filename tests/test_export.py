@@ -7,9 +7,9 @@ from goldens import CASES
 
 import lsnet_keras
 import lsnet_keras.errors
-from lsnet_keras.export import ExportError, export_tflite
-from lsnet_keras.reparam import with_target_layout
-from lsnet_keras.tflite_graph import read_graph
+from lsnet_keras.litert.export import ExportError, export_tflite
+from lsnet_keras.litert.graph import read_graph
+from lsnet_keras.model.reparam import with_target_layout
 
 TINY_CASES = [c for c in CASES if c.startswith("tiny")]
 
@@ -109,7 +109,7 @@ def test_edgetpu_layout_keeps_the_float_outputs(tiny_models):
 
 
 def test_edgetpu_int8_passes_the_checker(tiny_models):
-    from lsnet_keras.edgetpu import check_edgetpu
+    from lsnet_keras.litert.edgetpu_check import check_edgetpu
 
     _, model = tiny_models["tiny_128"]
     tflite = export_tflite(model, precision="int8", target="edgetpu", io="uint8")
@@ -147,7 +147,7 @@ def test_output_is_atomic_and_not_overwritten(tiny_models, tmp_path):
 
 @pytest.mark.slow
 def test_lsnet_t_every_precision_and_target(golden):
-    from lsnet_keras.edgetpu import check_edgetpu
+    from lsnet_keras.litert.edgetpu_check import check_edgetpu
 
     case = golden("lsnet_t_224")
     model = keras_model_for(case["config"])

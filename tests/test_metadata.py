@@ -1,4 +1,4 @@
-"""TFLite metadata: written by `lsnet_keras.metadata`, read back, and consumed as is by the
+"""TFLite metadata: written by `lsnet_keras.litert.metadata`, read back, and consumed as is by the
 `ImageClassifier` of MediaPipe Tasks and of the TFLite Task Library.
 
 The consumers run in their own virtualenv (`consumer_python`): tflite-support pins protobuf<4,
@@ -22,8 +22,8 @@ import tensorflow as tf
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.labels import imagenet_labels, labels_for
-from lsnet_keras.metadata import (
+from lsnet_keras.litert.labels import imagenet_labels, labels_for
+from lsnet_keras.litert.metadata import (
     KEEP_ALL_SCORES,
     MetadataError,
     add_classifier_metadata,

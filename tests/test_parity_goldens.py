@@ -110,7 +110,7 @@ def test_lsnet_t_float64_equals_torch_reference_float64(name, golden, float64_po
 
 def test_bias_resize_matches_torch_bicubic():
     torch = pytest.importorskip("torch")
-    from lsnet_keras.resize import resize_bias_table
+    from lsnet_keras.weights.resize import resize_bias_table
 
     table = np.random.default_rng(0).normal(size=(4, 16)).astype("float32")
     for size in [(5, 5), (3, 3), (6, 4), (4, 4)]:

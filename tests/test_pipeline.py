@@ -6,12 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from lsnet_keras.calibration import builtin_images
 from lsnet_keras.cli import main
-from lsnet_keras.model import build_variant
+from lsnet_keras.litert.calibration import builtin_images
+from lsnet_keras.model.lsnet import build_variant
 from lsnet_keras.pipeline import format_report, input_noise_floor, realistic_random_weights
 from lsnet_keras.preprocess import normalize
-from lsnet_keras.quantization import integer_violations
+from lsnet_keras.quantization.qat_model import integer_violations
 
 
 def test_input_noise_floor_is_zero_without_noise_and_grows_with_it():

@@ -7,13 +7,15 @@ import pytest
 from conftest import keras_model_for, nhwc
 
 import lsnet_keras
-from lsnet_keras import qat_blocks as qb
-from lsnet_keras import qat_layers as q
 from lsnet_keras.cli import main as cli_main
-from lsnet_keras.edgetpu import check_edgetpu
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.export import ExportError, export_tflite
-from lsnet_keras.quantization import (
+from lsnet_keras.litert.edgetpu_check import check_edgetpu
+from lsnet_keras.litert.export import ExportError, export_tflite
+from lsnet_keras.litert.graph import read_graph
+from lsnet_keras.quantization import blocks as qb
+from lsnet_keras.quantization import layers as q
+from lsnet_keras.quantization.attention import QAttention
+from lsnet_keras.quantization.qat_model import (
     QATLSNet,
     QuantizationError,
     calibrate,
@@ -21,7 +23,6 @@ from lsnet_keras.quantization import (
     qat_converter,
     quantize_model,
 )
-from lsnet_keras.tflite_graph import read_graph
 
 TINY = {"embed_dim": (32, 64, 96, 128), "depth": (2, 2, 2, 2), "num_heads": (2, 2, 2, 2)}
 
@@ -85,7 +86,7 @@ def block_model(layer, shape):
 
 
 def attention(formulation, zero_bias=False):
-    layer = qb.QAttention(64, 16, 2, (3, 3), formulation, name=f"attention_{formulation}")
+    layer = QAttention(64, 16, 2, (3, 3), formulation, name=f"attention_{formulation}")
     layer.build((None, 3, 3, 64))
     if not zero_bias:  # zero biases (the official init) are the corner case SOFTMAX_SHIFT covers
         layer.attention_biases.assign(np.random.default_rng(1).normal(size=(2, 9)))

@@ -17,11 +17,11 @@ import keras
 import numpy as np
 import pytest
 
-from lsnet_keras.edgetpu import check_edgetpu
-from lsnet_keras.export import export_tflite
+from lsnet_keras.litert.edgetpu_check import check_edgetpu
+from lsnet_keras.litert.export import export_tflite
 from lsnet_keras.preprocess import normalize
-from lsnet_keras.qat_layers import FakeQuant
-from lsnet_keras.quantization import (
+from lsnet_keras.quantization.layers import FakeQuant
+from lsnet_keras.quantization.qat_model import (
     INPUT_RANGE,
     integer_violations,
     is_qat_model,
@@ -116,7 +116,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import json, keras, numpy as np, lsnet_keras
-from lsnet_keras.quantization import quantize_model
+from lsnet_keras.quantization.qat_model import quantize_model
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
 with strategy.scope():

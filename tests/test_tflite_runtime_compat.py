@@ -36,10 +36,10 @@ from conftest import keras_model_for
 from PIL import Image
 
 import lsnet_keras
-from lsnet_keras.calibration import builtin_images
-from lsnet_keras.export import export_tflite
+from lsnet_keras.litert.calibration import builtin_images
+from lsnet_keras.litert.export import export_tflite
+from lsnet_keras.litert.runtime import TFLiteClassifier, softmax
 from lsnet_keras.preprocess import eval_crop, load_image
-from lsnet_keras.runtime import TFLiteClassifier, softmax
 
 pytestmark = pytest.mark.slow  # eight exports: about a minute
 
@@ -284,8 +284,8 @@ def test_rounding_differences_stay_as_small_as_on_ai_edge_litert(name, kernels, 
 
 def test_dynamic_range_graph_keeps_op_versions_of_tflite_runtime_2_14(exported):
     """FULLY_CONNECTED v12 (float with per-channel int8 weights) is unknown to 2.14: the export
-    quantizes dense weights per tensor (see lsnet_keras.export)."""
-    from lsnet_keras.tflite_graph import read_graph
+    quantizes dense weights per tensor (see lsnet_keras.litert.export)."""
+    from lsnet_keras.litert.graph import read_graph
 
     graph = read_graph(exported["dynamic"].read_bytes())
     versions = {op.name: op.version for op in graph.operators}

@@ -10,11 +10,12 @@ import pytest
 import tensorflow as tf
 from test_data import add_bad_files, make_image_folder
 
-from lsnet_keras.augment import Augment
-from lsnet_keras.data import open_dataset
-from lsnet_keras.evaluation import evaluate_model
-from lsnet_keras.recipe import WarmupCosine, scaled_lr, unit_axes
-from lsnet_keras.trainer import TrainConfig, TrainingError, train
+from lsnet_keras.training.augment import Augment
+from lsnet_keras.training.config import TrainConfig, TrainingError
+from lsnet_keras.training.data import open_dataset
+from lsnet_keras.training.evaluation import evaluate_model
+from lsnet_keras.training.recipe import WarmupCosine, scaled_lr, unit_axes
+from lsnet_keras.training.trainer import train
 from training import evaluate as evaluate_cli
 from training import train as train_cli
 
@@ -84,7 +85,7 @@ def test_outputs_load_with_keras_and_evaluate(run):
 
 
 def test_evaluate_command_keras_and_tflite(run, tmp_path, capsys):
-    from lsnet_keras.export import export_tflite
+    from lsnet_keras.litert.export import export_tflite
 
     root, out, history = run
     keras_file = os.path.join(out, "final.keras")
@@ -103,8 +104,8 @@ def test_fine_tune_official_pth_checkpoint_with_frozen_backbone(tmp_path):
     frozen backbone keeps the checkpoint's weights."""
     import torch
 
-    from lsnet_keras.model import LSNet
-    from lsnet_keras.weights import export_state_dict
+    from lsnet_keras.model.lsnet import LSNet
+    from lsnet_keras.weights.mapping import export_state_dict
 
     source = LSNet(**TINY, num_classes=7, input_shape=32)
     state = {
@@ -159,7 +160,7 @@ def test_schedule_and_clipping_axes():
     assert float(schedule(19)) == pytest.approx(1e-6 + (4e-3 - 1e-6) / 5)  # epoch 1
     last = 1e-5 + (4e-3 - 1e-5) * (1 + np.cos(np.pi * 299 / 300)) / 2
     assert float(schedule(2999)) == pytest.approx(last, rel=1e-4)
-    from lsnet_keras.model import LSNet
+    from lsnet_keras.model.lsnet import LSNet
 
     axes = unit_axes(LSNet(**TINY, num_classes=4, input_shape=32))
     assert axes["blocks1_0/mixer/conv/conv/kernel"] == (0, 1)  # depthwise
@@ -171,7 +172,7 @@ def test_schedule_and_clipping_axes():
 
 def test_build_model_by_variant_name_and_errors():
     from lsnet_keras.errors import LSNetError
-    from lsnet_keras.recipe import build_model
+    from lsnet_keras.training.recipe import build_model
 
     model, note = build_model("lsnet_t", 5, 32, distillation=True)
     assert model.name == "lsnet_t_distill" and model.output_shape == (None, 5)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from test_data import make_image_folder
 from test_training import TINY, tiny_config
 
-from lsnet_keras.trainer import train
+from lsnet_keras.training.trainer import train
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,7 +49,8 @@ def images(tmp_path_factory):
 
 MIRRORED_SCRIPT = """
 import json, sys
-from lsnet_keras.trainer import make_strategy, train
+from lsnet_keras.training.distribute import make_strategy
+from lsnet_keras.training.trainer import train
 mirrored = make_strategy("mirrored", cpu_replicas=2)  # before any other TensorFlow work
 import tensorflow as tf
 from test_training import TINY, tiny_config
@@ -76,7 +77,7 @@ def test_mirrored_two_cpus_matches_one_device(images, tmp_path):
     assert result["one"][0]["train_loss"] == pytest.approx(result["two"][0]["train_loss"], abs=1e-3)
     one = keras.models.load_model(str(tmp_path / "one" / "final.keras")).get_weights()
     two = keras.models.load_model(str(tmp_path / "two" / "final.keras")).get_weights()
-    from lsnet_keras.recipe import build_model
+    from lsnet_keras.training.recipe import build_model
 
     start = build_model(SMALL, 4, 32)[0].get_weights()
     moved = np.sqrt(sum(np.sum((a - s) ** 2) for a, s in zip(one, start)))
@@ -187,7 +188,7 @@ def test_mixed_precision(images, tmp_path, precision):
 
 def test_fine_tune_a_keras_model_with_hard_distillation(images, tmp_path):
     """Student fine-tuned from a .keras (a new distillation head), hard labels from a teacher."""
-    from lsnet_keras.model import LSNet
+    from lsnet_keras.model.lsnet import LSNet
 
     teacher = str(tmp_path / "teacher.keras")
     LSNet(**SMALL, num_classes=4, input_shape=32).save(teacher)
@@ -204,7 +205,7 @@ def test_readme_fine_tune_command_on_the_official_lsnet_t_pth(tmp_path):
     import torch
     from goldens import REFERENCE_DIR
 
-    from lsnet_keras.checkpoint import read_state_dict
+    from lsnet_keras.weights.checkpoint import read_state_dict
 
     state = read_state_dict(str(REFERENCE_DIR / "lsnet_t_224.safetensors"))
     torch.save(

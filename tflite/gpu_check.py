@@ -1,7 +1,7 @@
 """`python -m tflite.gpu_check MODEL.tflite`: is the model fully accelerated on the LiteRT GPU
 (WebGPU; lavapipe Vulkan on a machine without a GPU), and how far are its outputs from the CPU's?
 
-Set up the Vulkan stack once with `bash tflite/setup_gpu.sh`. The logic is `lsnet_keras.gpu`.
+Set up the Vulkan stack once with `bash tflite/setup_gpu.sh`. Logic: `lsnet_keras.litert.gpu_check`.
 
 Example:
     $ python -m tflite.gpu_check lsnet_t_fp16.tflite --json report.json
@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from lsnet_keras.gpu import check_gpu
+from lsnet_keras.litert.gpu_check import check_gpu
 
 
 def _verdict(path, report):

@@ -1,1 +1,1 @@
-"""Command-line recipes over `lsnet_keras.trainer`: `python -m training.train`, `.evaluate`."""
+"""Command-line recipes over `lsnet_keras.training`: `python -m training.train|evaluate|qat`."""

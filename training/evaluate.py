@@ -43,7 +43,7 @@ def evaluate(args):
         ... # doctest: +SKIP
         {'top1': 0.91, 'top5': 1.0, 'loss': 0.31, 'count': 500}
     """
-    from lsnet_keras.data import DatasetError, open_dataset
+    from lsnet_keras.training.data import DatasetError, open_dataset
 
     data = open_dataset(
         args.data_dir, splits=("val",), strict=args.strict, label_offset=args.label_offset
@@ -54,11 +54,11 @@ def evaluate(args):
         print(f"skipped {len(data.val.skipped)} unreadable or non-image files")
     classes = len(data.class_names)
     if args.model.endswith(".tflite"):
-        from lsnet_keras.evaluation import evaluate_tflite
+        from lsnet_keras.training.evaluation import evaluate_tflite
 
         return evaluate_tflite(args.model, data.val, args.threads, classes)
-    from lsnet_keras.convert import load_keras_model
-    from lsnet_keras.evaluation import evaluate_model
+    from lsnet_keras.model.loading import load_keras_model
+    from lsnet_keras.training.evaluation import evaluate_model
 
     model = load_keras_model(args.model)
     return evaluate_model(model, data.val, args.batch_size, num_classes=classes)

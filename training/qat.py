@@ -21,11 +21,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from lsnet_keras.convert import load_keras_model  # noqa: E402
-from lsnet_keras.export import export_tflite  # noqa: E402
-from lsnet_keras.quantization import quantize_model  # noqa: E402
-from lsnet_keras.recipe import build_model, soft_cross_entropy  # noqa: E402
-from lsnet_keras.trainer import TrainConfig, Trainer, TrainingError  # noqa: E402
+from lsnet_keras.litert.export import export_tflite  # noqa: E402
+from lsnet_keras.model.loading import load_keras_model  # noqa: E402
+from lsnet_keras.quantization.qat_model import quantize_model  # noqa: E402
+from lsnet_keras.training.config import TrainConfig, TrainingError  # noqa: E402
+from lsnet_keras.training.recipe import build_model, soft_cross_entropy  # noqa: E402
+from lsnet_keras.training.trainer import Trainer  # noqa: E402
 from training.train import build_parser as train_parser  # noqa: E402
 from training.train import config_from_args, run  # noqa: E402
 
@@ -98,7 +99,7 @@ def qat_config(args):
 
 
 class QATTrainer(Trainer):
-    """`lsnet_keras.trainer.Trainer` whose model is the QAT form of `config.finetune`.
+    """`lsnet_keras.training.trainer.Trainer` whose model is the QAT form of `config.finetune`.
 
     The loss is the cross-entropy, mixed with the float model's soft targets (`distill`, weight
     `distill_alpha`) or another teacher's (`teacher`); the end of training exports the int8

@@ -99,8 +99,8 @@ def config_from_args(args):
         >>> config_from_args(args).augment.mixup
         0.8
     """
-    from lsnet_keras.augment import Augment
-    from lsnet_keras.trainer import TrainConfig
+    from lsnet_keras.training.augment import Augment
+    from lsnet_keras.training.config import TrainConfig
 
     augment = Augment(
         rand_augment=args.aa,
@@ -158,7 +158,7 @@ def run(args, fit):
         0
     """
     try:
-        from lsnet_keras.trainer import make_strategy
+        from lsnet_keras.training.distribute import make_strategy
 
         # The strategy first: logical devices and collectives must precede other TF work.
         strategy = make_strategy(args.strategy, args.cpu_replicas, args.tpu)
@@ -182,7 +182,7 @@ def main(argv=None):
         >>> main(["--data-dir", "flowers", "--output-dir", "runs/f"])  # doctest: +SKIP
         0
     """
-    from lsnet_keras.trainer import train
+    from lsnet_keras.training.trainer import train
 
     args = build_parser().parse_args(argv)
     return run(args, lambda strategy: train(config_from_args(args), strategy))

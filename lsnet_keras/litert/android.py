@@ -1,0 +1,127 @@
+"""What the Android demo loads, and the golden files that tie its Kotlin code to ours.
+
+`write_android_assets` exports the two models the app offers (fp16 for the GPU accelerator,
+int8 for the CPU), both taking raw uint8 RGB pixels with the normalization inside, so the app
+needs no normalization constants, plus `labels.txt`. `write_golden` runs an exported model on an
+image with the library's preprocessing and LiteRT, and writes the directory format of
+`android_demo/core/GOLDEN.md` for the Kotlin test to reproduce.
+
+Example:
+    >>> from lsnet_keras.litert.android import write_android_assets
+    >>> write_android_assets(model, "android_demo/app/src/main/assets")  # doctest: +SKIP
+"""
+
+import json
+import os
+
+import numpy as np
+
+from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
+from lsnet_keras.io import atomic_path
+from lsnet_keras.litert.export import default_labels, export_tflite
+from lsnet_keras.litert.runtime import TFLiteClassifier
+from lsnet_keras.preprocess import eval_crop, load_image
+
+ANDROID_MODELS = {
+    "lsnet_fp16.tflite": {"precision": "fp16", "target": "gpu", "include_preprocessing": True},
+    "lsnet_int8.tflite": {"precision": "int8", "target": "cpu", "io": "uint8"},
+}
+
+
+def write_android_assets(model, folder, calibration=None, labels=None, overwrite=False):
+    """Write `lsnet_fp16.tflite`, `lsnet_int8.tflite` and `labels.txt` into `folder`.
+
+    Example:
+        >>> sorted(write_android_assets(model, "/tmp/assets"))  # doctest: +SKIP
+        ['labels.txt', 'lsnet_fp16.tflite', 'lsnet_int8.tflite']
+    """
+    os.makedirs(folder, exist_ok=True)
+    labels = default_labels(model.num_classes) if labels is None else list(labels)
+    written = []
+    for name, options in ANDROID_MODELS.items():
+        path = os.path.join(folder, name)
+        export_tflite(
+            model, path, calibration=calibration, labels=labels, overwrite=overwrite, **options
+        )
+        written.append(name)
+    with atomic_path(os.path.join(folder, "labels.txt"), overwrite=overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(labels) + "\n")
+    return written + ["labels.txt"]
+
+
+def _quantized_input(pixels, dtype, scale, zero_point):
+    """The Kotlin rule: round half away from zero, then clamp (GOLDEN.md)."""
+    if not scale:
+        return pixels.astype(dtype)
+    real = pixels.astype("float32") / np.float32(scale)
+    rounded = np.sign(real) * np.floor(np.abs(real) + 0.5) + zero_point
+    info = np.iinfo(dtype)
+    return np.clip(rounded, info.min, info.max).astype(dtype)
+
+
+def _top5(scores):
+    probabilities = np.asarray(scores, "float64")
+    if not (
+        probabilities.min() >= 0
+        and probabilities.max() <= 1
+        and abs(probabilities.sum() - 1) < 1e-3
+    ):
+        shifted = np.exp(probabilities - probabilities.max())
+        probabilities = shifted / shifted.sum()
+    order = np.argsort(-probabilities, kind="stable")[:5]
+    return {"indices": [int(i) for i in order], "scores": [float(probabilities[i]) for i in order]}
+
+
+def write_golden(model_path, image_path, folder):
+    """Write the GOLDEN.md directory for `model_path` run on `image_path` (official crop).
+
+    Example:
+        >>> write_golden("lsnet_int8.tflite", "cat.png", "/tmp/golden_int8")  # doctest: +SKIP
+    """
+    classifier = TFLiteClassifier(model_path)
+    details, output = classifier.input, classifier.output
+    pixels = np.asarray(eval_crop(load_image(image_path), classifier.height, classifier.width))
+    dtype = np.dtype(details["dtype"])
+    if dtype == np.float32:
+        tensor = (
+            (pixels.astype("float32") / 255 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+        )[None].astype("float32")
+    else:
+        tensor = _quantized_input(pixels, dtype, *details["quantization"])[None]
+    interpreter = classifier.interpreter
+    interpreter.set_tensor(details["index"], tensor)
+    interpreter.invoke()
+    raw = interpreter.get_tensor(output["index"])
+    scores, _ = classifier.run(tensor)
+    meta = {
+        "width": classifier.width,
+        "height": classifier.height,
+        "input_dtype": dtype.name,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "output_dtype": np.dtype(output["dtype"]).name,
+    }
+    for prefix, tensor_details in (("input", details), ("output", output)):
+        scale, zero_point = tensor_details["quantization"]
+        if np.dtype(tensor_details["dtype"]) != np.float32 and scale:
+            meta[f"{prefix}_scale"], meta[f"{prefix}_zero_point"] = float(scale), int(zero_point)
+    argb = (
+        (0xFF << 24)
+        | (pixels[..., 0].astype("uint32") << 16)
+        | (pixels[..., 1].astype("uint32") << 8)
+        | pixels[..., 2].astype("uint32")
+    )
+    os.makedirs(folder, exist_ok=True)
+    files = {
+        "meta.json": json.dumps(meta, indent=1).encode(),
+        "input_argb.bin": argb.astype("<u4").tobytes(),
+        "expected_input.bin": tensor.astype(tensor.dtype.newbyteorder("<")).tobytes(),
+        "raw_output.bin": raw.astype(raw.dtype.newbyteorder("<")).tobytes(),
+        "expected_top5.json": json.dumps(_top5(scores)).encode(),
+    }
+    for name, data in files.items():
+        with atomic_path(os.path.join(folder, name), overwrite=True) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data)
+    return folder

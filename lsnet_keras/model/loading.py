@@ -1,0 +1,94 @@
+"""Official checkpoint -> Keras model (and `.keras` file), recognizing the variant.
+
+Example:
+    >>> from lsnet_keras.model.loading import model_from_checkpoint
+    >>> model = model_from_checkpoint("../shared/reference/lsnet_t_224.safetensors")
+    >>> model.name
+    'lsnet_t'
+"""
+
+from lsnet_keras.io import atomic_path
+from lsnet_keras.model.lsnet import LSNet, build_variant
+from lsnet_keras.model.reparam import reparameterize
+from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
+from lsnet_keras.weights.mapping import describe_state_dict, guess_variant, load_weights
+
+
+def model_from_checkpoint(checkpoint, variant=None, input_shape=224):
+    """Build the model a checkpoint was made for and load it.
+
+    `variant` (lsnet_t, lsnet_s, lsnet_b, optionally `_distill`) is recognized from the
+    checkpoint when omitted; a checkpoint of another architecture builds a general LSNet.
+    The number of classes is taken from the checkpoint's head.
+
+    Example:
+        >>> model_from_checkpoint("../shared/reference/tiny_128.safetensors", input_shape=128).name
+        'lsnet'
+    """
+    state = read_state_dict(checkpoint)
+    found = describe_state_dict(state)
+    if found["num_classes"] is None:
+        raise CheckpointError(f"{checkpoint}: no classifier (head.l.weight) in the checkpoint")
+    head = {"num_classes": found["num_classes"], "input_shape": input_shape}
+    variant = variant or guess_variant(state)
+    if variant:
+        model = build_variant(variant, **head)
+    else:
+        if None in found["embed_dim"]:
+            raise CheckpointError(f"{checkpoint}: not an LSNet checkpoint (stages not found)")
+        # Heads only matter where a stage has attention; others take stage 4's count.
+        heads = found["num_heads"][3] or 4
+        model = LSNet(
+            found["embed_dim"],
+            found["depth"],
+            tuple(h or heads for h in found["num_heads"]),
+            distillation=found["distillation"],
+            **head,
+        )
+    load_weights(model, state, source=checkpoint)
+    return model
+
+
+def load_keras_model(path):
+    """Load a `.keras` LSNet with a one-line error for a missing or unreadable file.
+
+    Example:
+        >>> load_keras_model("missing.keras")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.weights.checkpoint.CheckpointError: missing.keras: model file not found
+    """
+    import os
+
+    import keras
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: model file not found")
+    if not path.endswith(".keras"):
+        raise CheckpointError(f"{path}: expected a .keras model file")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types for damaged archives
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a loadable .keras model ({first})") from None
+
+
+def convert_checkpoint(
+    checkpoint, output, variant=None, input_shape=224, deploy=False, overwrite=False
+):
+    """Write a `.keras` file from an official checkpoint, atomically; returns the model.
+
+    Example:
+        >>> convert_checkpoint("../shared/reference/lsnet_t_224.safetensors", "/tmp/t.keras",
+        ...                    overwrite=True).name
+        'lsnet_t'
+    """
+    if not str(output).endswith(".keras"):
+        raise CheckpointError(f"{output}: the output must be a .keras file")
+    with atomic_path(output, overwrite=overwrite) as tmp:
+        model = model_from_checkpoint(checkpoint, variant, input_shape)
+        if deploy:
+            model = reparameterize(model)
+        model.save(tmp)
+    return model

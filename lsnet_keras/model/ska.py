@@ -1,0 +1,123 @@
+"""LSConv, the "see large, focus small" mixer of stages 1-3: LKP predicts per-pixel 3x3
+kernels from a large 7x7 view, SKA applies them.
+
+Example:
+    >>> import numpy as np
+    >>> from lsnet_keras.model.ska import LSConv
+    >>> LSConv(32)(np.zeros((1, 5, 5, 32), "float32")).shape
+    (1, 5, 5, 32)
+"""
+
+import keras
+from keras import ops
+
+from lsnet_keras.model.conv import Conv2dBN
+from lsnet_keras.model.ops import BN_EPSILON, batch_norm, crop, pytorch_pad, stats_dtype, tap
+from lsnet_keras.model.serialization import serializable
+
+
+@serializable("dim", "large_kernel", "deploy")
+class LKP(keras.layers.Layer):
+    """Large-kernel perception: predicts per-pixel 3x3 kernels for SKA.
+
+    cv1 (1x1) -> ReLU -> cv2 (7x7 depthwise) -> cv3 (1x1) -> ReLU -> cv4 (1x1, bias) -> GroupNorm
+    with `dim // 8` groups of 9 taps each, normalized over (taps, height, width).
+
+    The output is laid out tap-major: channel `k * (dim // 8) + j` is tap k of weight channel j
+    (the official layout is `j * 9 + k`; the weight mapping permutes cv4 and the norm to match).
+    Tap-major keeps each tap a contiguous slice and the norm a 4-D reshape.
+
+    Example:
+        >>> LKP(64)(keras.ops.zeros((1, 6, 6, 64))).shape
+        (1, 6, 6, 72)
+    """
+
+    def __init__(self, dim, large_kernel=7, deploy=False, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.large_kernel = large_kernel
+        self.deploy = deploy
+        self.weight_channels = dim // 8
+        half = dim // 2
+        self.cv1 = Conv2dBN(half, deploy=deploy, name="cv1", dtype=self.dtype_policy)
+        self.cv2 = Conv2dBN(
+            half, large_kernel, depthwise=True, deploy=deploy, name="cv2", dtype=self.dtype_policy
+        )
+        self.cv3 = Conv2dBN(half, deploy=deploy, name="cv3", dtype=self.dtype_policy)
+        self.cv4 = keras.layers.Conv2D(
+            9 * self.weight_channels, 1, name="cv4", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        channels = 9 * self.weight_channels
+        self.norm_gamma = self.add_weight(name="norm_gamma", shape=(channels,), initializer="ones")
+        self.norm_beta = self.add_weight(name="norm_beta", shape=(channels,), initializer="zeros")
+
+    def call(self, x, training=None):
+        x = ops.relu(self.cv1(x, training=training))
+        x = ops.relu(self.cv3(self.cv2(x, training=training), training=training))
+        return self.group_norm(self.cv4(x))
+
+    def group_norm(self, w):
+        """GroupNorm over (taps, height, width) of each weight channel, in at most 4-D."""
+        _, h, width, channels = ops.shape(w)
+        grouped = ops.reshape(
+            ops.cast(w, stats_dtype(self.compute_dtype)), (-1, h * width, 9, self.weight_channels)
+        )
+        mean = ops.mean(grouped, axis=(1, 2), keepdims=True)
+        centered = grouped - mean
+        var = ops.mean(centered * centered, axis=(1, 2), keepdims=True)
+        normalized = ops.reshape(centered * ops.rsqrt(var + BN_EPSILON), (-1, h, width, channels))
+        normalized = ops.cast(normalized, self.compute_dtype)
+        return normalized * self.norm_gamma + self.norm_beta
+
+
+@serializable()
+class SKA(keras.layers.Layer):
+    """Small-kernel aggregation: a 3x3 convolution whose kernel differs at every pixel.
+
+    `out[b, h, w, c] = sum_k x[b, h + kh - 1, w + kw - 1, c] * weights[b, h, w, k * wc + c % wc]`
+    with zero padding, no kernel flip, `wc = channels // 8` and `k = kh * 3 + kw` (tap-major
+    weights, see LKP). Channel c shares weight channel `c % wc`, as in the official kernel.
+    Built from PAD, STRIDED_SLICE, RESHAPE, MUL and ADD on tensors of at most 4-D.
+
+    Example:
+        >>> x = keras.ops.ones((1, 4, 4, 16))
+        >>> SKA()([x, keras.ops.ones((1, 4, 4, 18))]).shape
+        (1, 4, 4, 16)
+    """
+
+    def call(self, inputs):
+        x, weights = inputs
+        _, h, w, channels = ops.shape(x)
+        wc = ops.shape(weights)[-1] // 9
+        padded = pytorch_pad(x, 1)
+        taps = ops.reshape(weights, (-1, h * w, 9, wc))
+        out = None
+        for k in range(9):
+            kh, kw = divmod(k, 3)
+            shifted = ops.reshape(crop(padded, kh, kw, h, w), (-1, h * w, channels // wc, wc))
+            term = shifted * tap(taps, k)
+            out = term if out is None else out + term
+        return ops.reshape(out, (-1, h, w, channels))
+
+
+@serializable("dim", "deploy")
+class LSConv(keras.layers.Layer):
+    """LS convolution: `bn(ska(x, lkp(x))) + x`.
+
+    Example:
+        >>> LSConv(32)(keras.ops.zeros((1, 5, 5, 32))).shape
+        (1, 5, 5, 32)
+    """
+
+    def __init__(self, dim, deploy=False, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.deploy = deploy
+        self.lkp = LKP(dim, deploy=deploy, name="lkp", dtype=self.dtype_policy)
+        self.ska = SKA(name="ska", dtype=self.dtype_policy)
+        self.bn = batch_norm("bn", self.dtype_policy)
+
+    def call(self, x, training=None):
+        return self.bn(self.ska([x, self.lkp(x, training=training)]), training=training) + x

@@ -1,0 +1,437 @@
+"""Training and evaluation data: image folders, TFRecord shards or a TFDS dataset, via tf.data.
+
+`open_dataset(DIR)` recognizes the layout of DIR:
+
+* an ImageNet-style folder: `train/<class>/*.jpg` and `val/<class>/*` (or `validation/`);
+  every file is checked once with the decoder that will read it (TensorFlow for training, PIL
+  for evaluation); unreadable and non-image files are skipped and counted (`strict=True`: an
+  error), and a class folder without images is an error naming it;
+* TFRecord shards `train-*-of-*` and `validation-*-of-*` of `tf.train.Example`s with
+  `image/encoded` and `image/class/label` (the TensorFlow ImageNet format), plus the optional
+  `dataset.json` that `write_tfrecords` writes (class names and counts);
+* a prepared TFDS dataset (a folder with `dataset_info.json`), read with
+  `tfds.builder_from_directory` (pip install tensorflow-datasets).
+
+`train_dataset` yields one epoch of augmented (images, soft targets) batches for one input
+pipeline, starting at any step, deterministically: a resumed run sees exactly the examples the
+killed one had left. `eval_dataset` applies the official evaluation transform
+(`lsnet_keras.preprocess.eval_transform`, PIL) and pads to full batches (label -1).
+
+Example:
+    >>> from lsnet_keras.training.data import open_dataset
+    >>> data = open_dataset("flowers")  # flowers/train/<class>/*.jpg, flowers/val/...
+    >>> data.train.num_examples, data.class_names[:2]  # doctest: +SKIP
+    (3000, ['daisy', 'rose'])
+"""
+
+import concurrent.futures
+import dataclasses
+import glob
+import io
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from lsnet_keras.errors import LSNetError
+from lsnet_keras.preprocess import IMAGE_EXTENSIONS, ImageError, eval_transform, load_image
+from lsnet_keras.training.augment import Augment, decode_image, mix_batch, train_transform
+
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation")}
+TFRECORD_FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+class DatasetError(LSNetError):
+    """A dataset that cannot be used as given (one line naming the folder or file)."""
+
+
+@dataclasses.dataclass
+class Split:
+    """One split: image files with labels (folders) or record files (TFRecord / TFDS)."""
+
+    name: str
+    num_examples: int
+    paths: np.ndarray = None  # folders: file paths, and their integer labels
+    labels: np.ndarray = None
+    records: object = None  # TFRecord / TFDS: callable(shuffle_seed, shard) -> (bytes, label)
+    num_files: int = 1
+    skipped: list = dataclasses.field(default_factory=list)  # [(path, reason)]
+
+
+@dataclasses.dataclass
+class ImageDataset:
+    """The splits found in a data folder and the class names (index = label)."""
+
+    train: Split
+    val: Split
+    class_names: list
+    kind: str
+
+
+def _verify_tf(paths):
+    """Indices of the files TensorFlow's decoder (the training one) reads."""
+    indices = tf.data.Dataset.from_tensor_slices((paths, np.arange(len(paths))))
+    checked = indices.map(
+        lambda path, i: (tf.shape(decode_image(tf.io.read_file(path)))[0], i),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).ignore_errors()
+    return {int(i) for _, i in checked.as_numpy_iterator()}
+
+
+def _verify_pil(paths):
+    """Indices of the files PIL (the evaluation transform's reader) reads."""
+
+    def readable(path):
+        try:
+            load_image(path)
+            return True
+        except ImageError:
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) * 4)) as pool:
+        return {i for i, ok in enumerate(pool.map(readable, paths)) if ok}
+
+
+def scan_image_folder(root, class_names=None, strict=False, reader="tf"):
+    """(paths, labels, class_names, skipped) of `root/<class>/<image>`.
+
+    Files without an image extension, and files the split's decoder cannot read, are skipped
+    (`strict`: DatasetError); a class folder left without images is a DatasetError.
+    `class_names` (the training classes) fixes the labels of a validation folder.
+
+    Example:
+        >>> scan_image_folder("missing")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.training.data.DatasetError: missing: not a folder of class folders
+    """
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: not a folder of class folders")
+    folders = _class_folders(root)
+    if not folders:
+        raise DatasetError(f"{root}: no class folders (expected {root}/<class>/<image>)")
+    names = list(class_names) if class_names is not None else folders
+    unknown = sorted(set(folders) - set(names))
+    if unknown:
+        raise DatasetError(f"{os.path.join(root, unknown[0])}: class not in the training set")
+    paths, labels, skipped = [], [], []
+    for folder in folders:
+        label = names.index(folder)
+        for dirpath, _, files in sorted(os.walk(os.path.join(root, folder), followlinks=True)):
+            for name in sorted(files):
+                path = os.path.join(dirpath, name)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                    paths.append(path)
+                    labels.append(label)
+                else:
+                    skipped.append((path, "not an image file"))
+    readable = (_verify_tf if reader == "tf" else _verify_pil)(paths) if paths else set()
+    skipped += [(p, "unreadable image") for i, p in enumerate(paths) if i not in readable]
+    keep = sorted(readable)
+    paths, labels = np.array(paths)[keep], np.array(labels, np.int64)[keep]
+    if skipped and strict:
+        path, reason = skipped[0]
+        raise DatasetError(f"{path}: {reason} ({len(skipped)} such files in {root}; --strict)")
+    counts = np.bincount(labels, minlength=len(names))
+    for folder in folders:
+        if counts[names.index(folder)] == 0:
+            raise DatasetError(f"{os.path.join(root, folder)}: class folder has no images")
+    return paths, labels, names, sorted(skipped)
+
+
+def _folder_split(root, name, class_names, strict, cache):
+    """A folder split, scanned once: the result is cached in `cache` (a JSON file) if given."""
+    if cache and os.path.isfile(cache):
+        with open(cache) as f:
+            saved = json.load(f)
+        if saved["root"] == os.path.abspath(root):
+            paths, labels = np.array(saved["paths"]), np.array(saved["labels"], np.int64)
+            split = Split(name, len(paths), paths, labels, skipped=saved["skipped"])
+            return split, saved["class_names"]
+    reader = "tf" if name == "train" else "pil"
+    paths, labels, names, skipped = scan_image_folder(root, class_names, strict, reader)
+    if cache:
+        from lsnet_keras.io import atomic_path
+
+        saved = {"root": os.path.abspath(root), "class_names": names, "skipped": skipped}
+        saved.update(paths=paths.tolist(), labels=labels.tolist())
+        with atomic_path(cache, overwrite=True) as tmp, open(tmp, "w") as f:
+            json.dump(saved, f)
+    return Split(name, len(paths), paths, labels, skipped=skipped), names
+
+
+def _find(data_dir, split, pattern):
+    for name in SPLIT_NAMES[split]:
+        found = sorted(glob.glob(os.path.join(data_dir, pattern.format(name))))
+        if found:
+            return found
+    return []
+
+
+def _tfrecord_split(files, name, info, label_offset):
+    def records(shuffle_seed=None, shard=(0, 1)):
+        index, count = shard
+        names = tf.data.Dataset.from_tensor_slices(files)
+        by_file = len(files) >= count
+        if by_file:
+            names = names.shard(count, index)
+        if shuffle_seed is not None:
+            names = names.shuffle(len(files), seed=shuffle_seed)
+        data = names.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(16, len(files)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if not by_file:
+            data = data.shard(count, index)
+
+        def parse(record):
+            example = tf.io.parse_single_example(record, TFRECORD_FEATURES)
+            return example["image/encoded"], example["image/class/label"] - label_offset
+
+        return data.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+    if info is None:
+        print(f"counting the records of {len(files)} {name} shards (no dataset.json) ...")
+        labels = records().map(lambda _, label: label).as_numpy_iterator()
+        info = {"num_examples": 0, "max_label": -1}
+        for label in labels:
+            info["num_examples"] += 1
+            info["max_label"] = max(info["max_label"], int(label))
+    return Split(name, info["num_examples"], records=records, num_files=len(files)), info
+
+
+def _open_tfrecords(data_dir, label_offset):
+    meta_path = os.path.join(data_dir, "dataset.json")
+    meta = json.load(open(meta_path)) if os.path.isfile(meta_path) else {}
+    splits, top = {}, -1
+    for split in SPLIT_NAMES:
+        files = _find(data_dir, split, "{}-*-of-*")
+        if files:
+            info = meta.get("splits", {}).get(split)
+            splits[split], info = _tfrecord_split(files, split, info, label_offset)
+            top = max(top, info.get("max_label", -1))
+    names = meta.get("class_names") or [f"class {i}" for i in range(top + 1)]
+    return ImageDataset(splits.get("train"), splits.get("val"), names, "tfrecord")
+
+
+def _open_tfds(data_dir):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DatasetError(f"{data_dir}: a TFDS dataset; pip install tensorflow-datasets") from None
+    builder = tfds.builder_from_directory(data_dir)
+    features = builder.info.features
+    image_key = next(k for k, f in features.items() if isinstance(f, tfds.features.Image))
+    label_key = next(k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel))
+    splits = {}
+    for split, candidates in SPLIT_NAMES.items():
+        found = [n for n in candidates + ("test",) * (split == "val") if n in builder.info.splits]
+        if not found:
+            continue
+        info = builder.info.splits[found[0]]
+
+        def records(shuffle_seed=None, shard=(0, 1), name=found[0], files=info.num_shards):
+            index, count = shard
+            by_file = files >= count
+            context = tf.distribute.InputContext(count, index) if by_file and count > 1 else None
+            config = tfds.ReadConfig(shuffle_seed=shuffle_seed, input_context=context)
+            data = builder.as_dataset(
+                name,
+                shuffle_files=shuffle_seed is not None,
+                read_config=config,
+                decoders={image_key: tfds.decode.SkipDecoding()},
+            )
+            if not by_file:
+                data = data.shard(count, index)
+            return data.map(lambda e: (e[image_key], tf.cast(e[label_key], tf.int64)))
+
+        splits[split] = Split(split, info.num_examples, records=records, num_files=info.num_shards)
+    names = list(features[label_key].names)
+    return ImageDataset(splits.get("train"), splits.get("val"), names, "tfds")
+
+
+def _class_folders(root):
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name[0] != ".")
+
+
+def open_dataset(data_dir, splits=("train", "val"), strict=False, label_offset=0, cache_dir=None):
+    """The dataset in `data_dir` (folders, TFRecord shards or TFDS); see the module docstring.
+
+    `splits`: the splits to open (folders are scanned only for these; class names always come
+    from `train/` when it exists). `cache_dir`: where folder scans are cached (a resumed run
+    does not scan again). `label_offset`: subtracted from TFRecord labels (1 for shards whose
+    labels run 1..1000).
+
+    Example:
+        >>> open_dataset("missing")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.training.data.DatasetError: missing: data folder not found
+    """
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise DatasetError(f"{data_dir}: data folder not found")
+    if os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
+        return _open_tfds(data_dir)
+    if _find(data_dir, "train", "{}-*-of-*") or _find(data_dir, "val", "{}-*-of-*"):
+        return _open_tfrecords(data_dir, label_offset)
+    roots = {}
+    for split, names in SPLIT_NAMES.items():
+        roots[split] = next(
+            (r for r in (os.path.join(data_dir, n) for n in names) if os.path.isdir(r)), None
+        )
+    if not any(roots.values()):
+        raise DatasetError(
+            f"{data_dir}: expected train/<class>/<image> and val/<class>/<image> folders, "
+            "TFRecord shards (train-*-of-*) or a TFDS dataset (dataset_info.json)"
+        )
+    names = _class_folders(roots["train"]) if roots["train"] else None
+    found = {}
+    for split in splits:
+        if roots[split]:
+            cache = cache_dir and os.path.join(cache_dir, f"{split}_index.json")
+            found[split], names = _folder_split(roots[split], split, names, strict, cache)
+    return ImageDataset(found.get("train"), found.get("val"), names, "folder")
+
+
+def _replica_order(num_examples, epoch, seed, steps, global_batch, pipeline, repeats):
+    """Example indices and stream positions of one epoch for one input pipeline.
+
+    The epoch is a seeded permutation, each index repeated `repeats` times (repeated
+    augmentation), cut to `steps` global batches. Global replica g takes stream[g::R], as the
+    official RASampler, so the copies of an image land on different replicas.
+    """
+    index, count, local = pipeline
+    replicas = count * local
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    order = np.resize(np.repeat(order, repeats), steps * global_batch)
+    positions = np.arange(steps * global_batch).reshape(steps, -1, replicas)
+    positions = positions[:, :, index * local : (index + 1) * local].transpose(0, 2, 1)
+    positions = positions.reshape(-1)
+    return order[positions], positions
+
+
+def train_dataset(split, epoch, steps, batch_size, img_size, num_classes, **options):
+    """One epoch of (images, soft targets) batches of `batch_size` (per replica) for one pipeline.
+
+    Options: start_step (resume inside the epoch), pipeline=(index, count, local_replicas),
+    seed, repeats (repeated augmentation), augment (an `Augment`).
+
+    Example:
+        >>> batches = train_dataset(data.train, epoch=0, steps=10, batch_size=32,
+        ...                         img_size=224, num_classes=5)  # doctest: +SKIP
+    """
+    start = options.get("start_step", 0)
+    pipeline = options.get("pipeline", (0, 1, 1))
+    seed, repeats = options.get("seed", 0), options.get("repeats", 1)
+    augment = options.get("augment", Augment())
+    index, count, local = pipeline
+    local_batch = local * batch_size
+    if split.paths is not None:
+        order, positions = _replica_order(
+            split.num_examples, epoch, seed, steps, local_batch * count, pipeline, repeats
+        )
+        skip = start * local_batch
+        data = tf.data.Dataset.from_tensor_slices(
+            (split.paths[order[skip:]], split.labels[order[skip:]], positions[skip:])
+        )
+        data = data.map(lambda p, label, k: (tf.io.read_file(p), label, k))
+    else:
+        data = split.records(shuffle_seed=seed * 1000003 + epoch, shard=(index, count))
+        data = data.repeat().shuffle(min(10000, 16 * local_batch), seed=seed + epoch)
+        if repeats > 1:
+            data = data.flat_map(lambda *x: tf.data.Dataset.from_tensors(x).repeat(repeats))
+        data = data.take(steps * local_batch).skip(start * local_batch)
+        data = data.enumerate(start * local_batch)
+        data = data.map(lambda k, x: (x[0], x[1], k * count + index))
+    epoch_seed = tf.constant(seed * 100003 + epoch, tf.int64)
+
+    def augment_one(encoded, label, position):
+        key = tf.stack([epoch_seed, tf.cast(position, tf.int64)])
+        return train_transform(encoded, key, img_size, augment), label
+
+    data = data.map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
+    data = data.batch(batch_size, drop_remainder=True).enumerate(start * local)
+
+    def mix(batch, example):
+        replica = index * local + batch % local
+        key = tf.stack([epoch_seed, (batch // local) * 65536 + replica + 2**40])
+        return mix_batch(example[0], example[1], key, num_classes, augment)
+
+    return data.map(mix, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _eval_image(encoded, label, size):
+    if label < 0:
+        return np.zeros((size, size, 3), np.float32)
+    with Image.open(io.BytesIO(encoded)) as image:
+        return eval_transform(image.convert("RGB"), size)
+
+
+def eval_dataset(split, batch_size, img_size, pipeline=(0, 1, 1)):
+    """(images, labels) batches with the official eval transform; padding has label -1.
+
+    Every pipeline yields the same number of batches, ceil(N / global batch).
+
+    Example:
+        >>> batches = eval_dataset(data.val, batch_size=64, img_size=224)  # doctest: +SKIP
+    """
+    index, count, local = pipeline
+    local_batch = local * batch_size
+    steps = -(-split.num_examples // (local_batch * count))
+    if split.paths is not None:
+        picked = np.arange(index, split.num_examples, count)
+        data = tf.data.Dataset.from_tensor_slices((split.paths[picked], split.labels[picked]))
+        data = data.map(lambda p, label: (tf.io.read_file(p), label))
+    else:
+        data = split.records(shard=(index, count))
+    padding = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(-1, tf.int64))).repeat()
+    data = data.concatenate(padding).take(steps * local_batch)
+
+    def transform(encoded, label):
+        image = tf.numpy_function(_eval_image, [encoded, label, img_size], tf.float32)
+        return tf.ensure_shape(image, (img_size, img_size, 3)), label
+
+    data = data.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def write_tfrecords(split, output_dir, name, num_shards=1, class_names=None):
+    """Write a folder split as TFRecord shards `name-0000i-of-0000n` (+ dataset.json).
+
+    Example:
+        >>> data = open_dataset("flowers")  # doctest: +SKIP
+        >>> write_tfrecords(data.train, "flowers_tfrecord", "train", 4, data.class_names)
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    shards = [
+        os.path.join(output_dir, f"{name}-{i:05d}-of-{num_shards:05d}") for i in range(num_shards)
+    ]
+    writers = [tf.io.TFRecordWriter(path) for path in shards]
+    for i, (path, label) in enumerate(zip(split.paths, split.labels)):
+        with open(path, "rb") as f:
+            encoded = f.read()
+        feature = {
+            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        }
+        example = tf.train.Example(features=tf.train.Features(feature=feature))
+        writers[i % num_shards].write(example.SerializeToString())
+    for writer in writers:
+        writer.close()
+    meta_path = os.path.join(output_dir, "dataset.json")
+    meta = json.load(open(meta_path)) if os.path.isfile(meta_path) else {"splits": {}}
+    meta["class_names"] = list(class_names) if class_names else meta.get("class_names")
+    split_name = "val" if name in SPLIT_NAMES["val"] else name
+    max_label = int(split.labels.max()) if len(split.labels) else -1
+    meta["splits"][split_name] = {"num_examples": int(split.num_examples), "max_label": max_label}
+    with open(meta_path, "w") as f:
+        json.dump(meta, f, indent=1)
+    return shards
