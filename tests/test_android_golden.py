@@ -53,6 +53,16 @@ def test_crop_fraction_gives_the_official_resize():
     assert all(int(s / CROP_FRACTION) == int(256 / 224 * s) for s in sizes.tolist())
 
 
+def test_golden_refuses_a_model_without_the_crop(tmp_path, capsys):
+    # A converter-made model with no metadata: the app would refuse it, so the golden does too.
+    model = os.path.join(os.path.dirname(PHOTO), "..", "golden", "tiny_float", "model.tflite")
+    argv = ["android-golden", model, PHOTO, "--output", str(tmp_path / "golden")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.tflite: the model has no TFLITE_METADATA" in err
+    assert not (tmp_path / "golden").exists()
+
+
 @pytest.mark.slow
 def test_kotlin_core_reproduces_python_goldens(assets, tmp_path):
     golden_dirs = []
