@@ -19,6 +19,10 @@ from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_keras.errors import LSNetError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The evaluation crop's side over the resized shorter side (224 / 256). Exports store it in the
+# model (metadata entry `lsnet_preprocessing`) for apps, which resize the shorter side to
+# int(size / CROP_FRACTION): equal to eval_crop's int(256 / 224 * size) at every size (tested).
+CROP_FRACTION = 224 / 256
 
 
 class ImageError(LSNetError):

@@ -1,18 +1,23 @@
 """The Android path end to end: `lsnet export --android-assets`, then the Kotlin core reproduces
-the library's input tensor and top-5 for both app models (android_demo/core/GOLDEN.md)."""
+the library's crop, input tensor and top-5 for both app models (android_demo/core/GOLDEN.md)."""
 
+import json
 import os
 import subprocess
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from lsnet_keras.cli import main
 from lsnet_keras.litert.graph import read_graph
+from lsnet_keras.litert.metadata import read_metadata
 from lsnet_keras.litert.runtime import TFLiteClassifier
+from lsnet_keras.preprocess import CROP_FRACTION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A 201x150 cut of the official preprocess.png, committed with the Kotlin crop fixtures.
+PHOTO = os.path.join(ROOT, "android_demo", "core", "src", "test", "resources", "crop", "photo.png")
+APP_MODELS = ("lsnet_fp16.tflite", "lsnet_int8.tflite")
 
 
 @pytest.fixture(scope="module")
@@ -29,36 +34,66 @@ def assets(tmp_path_factory):
     return folder / "assets"
 
 
-def test_assets_take_raw_pixels_and_carry_labels(assets):
-    assert sorted(os.listdir(assets)) == ["labels.txt", "lsnet_fp16.tflite", "lsnet_int8.tflite"]
+def test_assets_take_raw_pixels_and_carry_labels_and_crop(assets):
+    assert sorted(os.listdir(assets)) == ["labels.txt", *APP_MODELS]
     assert len((assets / "labels.txt").read_text().splitlines()) == 1000
-    for name in ("lsnet_fp16.tflite", "lsnet_int8.tflite"):
-        graph = read_graph((assets / name).read_bytes())
+    for name in APP_MODELS:
+        data = (assets / name).read_bytes()
+        graph = read_graph(data)
         image = graph.tensors[graph.inputs[0]]
         assert image.dtype == "uint8" and image.shape == (1, 64, 64, 3)
         assert image.scale in ((), (1.0,)) and image.zero_point in ((), (0,))
-        assert "labels.txt" in (assets / name).read_bytes()[-200_000:].decode("latin-1")
+        assert "labels.txt" in data[-200_000:].decode("latin-1")
+        assert read_metadata(data)["crop_fraction"] == CROP_FRACTION == 0.875
+
+
+def test_crop_fraction_gives_the_official_resize():
+    # The app resizes the shorter side to floor(size / crop_fraction); Python to int(256/224*size).
+    sizes = np.arange(1, 4097)
+    assert all(int(s / CROP_FRACTION) == int(256 / 224 * s) for s in sizes.tolist())
+
+
+def test_golden_refuses_a_model_without_the_crop(tmp_path, capsys):
+    # A converter-made model with no metadata: the app would refuse it, so the golden does too.
+    model = os.path.join(os.path.dirname(PHOTO), "..", "golden", "tiny_float", "model.tflite")
+    argv = ["android-golden", model, PHOTO, "--output", str(tmp_path / "golden")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.tflite: the model has no TFLITE_METADATA" in err
+    assert not (tmp_path / "golden").exists()
 
 
 @pytest.mark.slow
 def test_kotlin_core_reproduces_python_goldens(assets, tmp_path):
-    image = tmp_path / "photo.png"
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, size=(90, 120, 3)).astype("uint8")).save(image)
     golden_dirs = []
-    for name in ("lsnet_fp16.tflite", "lsnet_int8.tflite"):
+    for name in APP_MODELS:
         folder = tmp_path / name.replace(".tflite", "")
-        assert (
-            main(["android-golden", str(assets / name), str(image), "--output", str(folder)]) == 0
-        )
-        assert TFLiteClassifier(assets / name).num_classes == 1000
-        golden_dirs.append(str(folder))
+        argv = ["android-golden", str(assets / name), PHOTO, "--output", str(folder)]
+        assert main(argv) == 0
+        golden_dirs.append(folder)
     result = subprocess.run(
         ["bash", os.path.join(ROOT, "android_demo", "core", "test.sh")],
-        env={**os.environ, "LSNET_GOLDEN_DIR": os.pathsep.join(golden_dirs)},
+        env={**os.environ, "LSNET_GOLDEN_DIR": os.pathsep.join(map(str, golden_dirs))},
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SKIPPED" not in result.stdout and result.stdout.strip().endswith("0 failed")
+    for name, folder in zip(APP_MODELS, golden_dirs):
+        # The Kotlin test printed what its crop of the photo measured against Python's.
+        crop_lines = [
+            line for line in result.stdout.splitlines() if f"crop of {folder.name}: " in line
+        ]
+        assert len(crop_lines) == 1
+        print(crop_lines[0])
+        classifier = TFLiteClassifier(assets / name)
+        shape = (1, classifier.height, classifier.width, 3)
+        dtype = np.dtype(classifier.input["dtype"])
+        kotlin = np.fromfile(folder / "kotlin_input.bin", dtype).reshape(shape)
+        python = np.fromfile(folder / "expected_input.bin", dtype).reshape(shape)
+        # Same model, Kotlin's tensor from the photo: Python's top-5, in order.
+        scores, _ = classifier.run(kotlin)
+        expected = json.loads((folder / "expected_top5.json").read_text())["indices"]
+        assert np.argsort(-np.asarray(scores, "float64"), kind="stable")[:5].tolist() == expected
+        print(f"{name}: {int((kotlin != python).sum())} of {kotlin.size} input values differ")

@@ -182,6 +182,23 @@ def test_metadata_leaves_the_model_as_it_was(models, image):
     assert [m.name for m in model.metadata].count(b"TFLITE_METADATA") == 1
 
 
+def test_crop_fraction_entry(models):
+    """The app's crop rides in its own metadata entry, written once, replaced when written again."""
+    _, _, plain = models["uint8"]
+    labels = imagenet_labels()
+    assert read_metadata(add_classifier_metadata(plain, labels))["crop_fraction"] is None
+    tagged = add_classifier_metadata(plain, labels, crop_fraction=0.875)
+    assert read_metadata(tagged)["crop_fraction"] == 0.875
+    again = add_classifier_metadata(tagged, labels, crop_fraction=0.9)
+    assert read_metadata(again)["crop_fraction"] == 0.9
+    model = schema.ModelT.InitFromPackedBuf(bytearray(again), 0)
+    assert [m.name for m in model.metadata].count(b"lsnet_preprocessing") == 1
+    entry = next(m for m in model.metadata if m.name == b"lsnet_preprocessing")
+    assert bytes(model.buffers[entry.buffer].data) == b"crop_fraction=0.9\nresample=bicubic\n"
+    with pytest.raises(MetadataError, match="crop fraction must be in"):
+        add_classifier_metadata(plain, labels, crop_fraction=1.5)
+
+
 def test_labels_for(models, tmp_path):
     """`lsnet predict`'s labels: --labels, else the model's, else ImageNet for 1000 classes."""
     _, _, plain = models["uint8"]

@@ -2,25 +2,29 @@
 
 `write_android_assets` exports the two models the app offers (fp16 for the GPU accelerator,
 int8 for the CPU), both taking raw uint8 RGB pixels with the normalization inside, so the app
-needs no normalization constants, plus `labels.txt`. `write_golden` runs an exported model on an
-image with the library's preprocessing and LiteRT, and writes the directory format of
-`android_demo/core/GOLDEN.md` for the Kotlin test to reproduce.
+needs no normalization constants, plus `labels.txt`; each model carries the evaluation crop
+fraction the app crops frames with. `write_golden` runs an exported model on a photo with the
+library's preprocessing and LiteRT, and writes the directory format of
+`android_demo/core/GOLDEN.md` (photo and model included) for the Kotlin test to reproduce.
 
 Example:
     >>> from lsnet_keras.litert.android import write_android_assets
     >>> write_android_assets(model, "android_demo/app/src/main/assets")  # doctest: +SKIP
 """
 
+import io
 import json
 import os
 
 import numpy as np
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
+from lsnet_keras.errors import LSNetError
 from lsnet_keras.io import atomic_path
 from lsnet_keras.litert.export import default_labels, export_tflite
+from lsnet_keras.litert.metadata import MetadataError, read_metadata
 from lsnet_keras.litert.runtime import TFLiteClassifier
-from lsnet_keras.preprocess import eval_crop, load_image
+from lsnet_keras.preprocess import CROP_FRACTION, eval_crop, load_image
 
 ANDROID_MODELS = {
     "lsnet_fp16.tflite": {"precision": "fp16", "target": "gpu", "include_preprocessing": True},
@@ -73,15 +77,36 @@ def _top5(scores):
     return {"indices": [int(i) for i in order], "scores": [float(probabilities[i]) for i in order]}
 
 
+def _model_crop_fraction(model_path):
+    """The crop fraction stored in the model, which must be the one `eval_crop` applies."""
+    with open(model_path, "rb") as f:
+        model_bytes = f.read()
+    try:
+        crop_fraction = read_metadata(model_bytes)["crop_fraction"]
+    except MetadataError as err:
+        raise LSNetError(f"{model_path}: {err}") from None
+    if crop_fraction != CROP_FRACTION:
+        raise LSNetError(
+            f"{model_path}: crop fraction {crop_fraction} in the model's metadata, expected "
+            f"{CROP_FRACTION} (the evaluation crop); export the model again with lsnet export"
+        )
+    return model_bytes, crop_fraction
+
+
 def write_golden(model_path, image_path, folder):
     """Write the GOLDEN.md directory for `model_path` run on `image_path` (official crop).
+
+    The photo as decoded (PNG) and the model go in too: the Kotlin side crops the same pixels
+    with the crop fraction it reads from the model.
 
     Example:
         >>> write_golden("lsnet_int8.tflite", "cat.png", "/tmp/golden_int8")  # doctest: +SKIP
     """
-    classifier = TFLiteClassifier(model_path)
+    classifier = TFLiteClassifier(model_path)  # first: one-line errors for a missing or bad file
+    model_bytes, crop_fraction = _model_crop_fraction(model_path)
     details, output = classifier.input, classifier.output
-    pixels = np.asarray(eval_crop(load_image(image_path), classifier.height, classifier.width))
+    photo = load_image(image_path)
+    pixels = np.asarray(eval_crop(photo, classifier.height, classifier.width))
     dtype = np.dtype(details["dtype"])
     if dtype == np.float32:
         tensor = (
@@ -97,6 +122,7 @@ def write_golden(model_path, image_path, folder):
     meta = {
         "width": classifier.width,
         "height": classifier.height,
+        "crop_fraction": crop_fraction,
         "input_dtype": dtype.name,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
@@ -119,9 +145,18 @@ def write_golden(model_path, image_path, folder):
         "expected_input.bin": tensor.astype(tensor.dtype.newbyteorder("<")).tobytes(),
         "raw_output.bin": raw.astype(raw.dtype.newbyteorder("<")).tobytes(),
         "expected_top5.json": json.dumps(_top5(scores)).encode(),
+        "model.tflite": model_bytes,
+        "photo.png": _png(photo),
     }
     for name, data in files.items():
         with atomic_path(os.path.join(folder, name), overwrite=True) as tmp:
             with open(tmp, "wb") as f:
                 f.write(data)
     return folder
+
+
+def _png(image):
+    """A PIL image as PNG bytes (lossless: the Kotlin side decodes exactly these pixels)."""
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

@@ -24,7 +24,7 @@ from lsnet_keras.litert.graph import read_graph
 from lsnet_keras.litert.labels import imagenet_labels
 from lsnet_keras.litert.metadata import add_classifier_metadata
 from lsnet_keras.model.reparam import reparameterize, with_target_layout
-from lsnet_keras.preprocess import normalize
+from lsnet_keras.preprocess import CROP_FRACTION, normalize
 from lsnet_keras.quantization.qat_model import (
     PixelNormalization,
     check_convertible,
@@ -120,6 +120,7 @@ def _with_metadata(model, model_bytes, precision, target, labels, include_prepro
             name=f"{model.name} {precision} ({target})",
             description=f"LSNet image classifier, {width}x{height}, {len(labels)} classes, "
             f"exported by lsnet-keras for {target}.",
+            crop_fraction=CROP_FRACTION,
             **pixels,
         )
 
@@ -219,7 +220,8 @@ def export_tflite(
         labels: class names for the metadata; default ImageNet-1k (1000 classes) or "class i".
 
     The model carries TFLite metadata (normalization, labels file, descriptions) so MediaPipe
-    Tasks and the TFLite Task Library can run it as is (see `lsnet_keras.litert.metadata`).
+    Tasks and the TFLite Task Library can run it as is (see `lsnet_keras.litert.metadata`), and
+    the evaluation crop fraction for apps (`preprocess.CROP_FRACTION`, read by android_demo).
 
     Example:
         >>> data = export_tflite(lsnet_keras.lsnet_t(input_shape=64), precision="int8",

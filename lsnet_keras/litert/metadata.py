@@ -50,6 +50,9 @@ except ImportError:  # TensorFlow ships the same generated module
     from tensorflow.lite.python import schema_py_generated as schema
 
 METADATA_NAME = b"TFLITE_METADATA"
+# A model metadata entry of our own (readers ignore names they do not know): `key=value` lines
+# telling an app how to prepare images; the Android demo reads it (android_demo/core/GOLDEN.md).
+PREPROCESSING_NAME = b"lsnet_preprocessing"
 MIN_PARSER_VERSION = "1.0.0"  # every field written here exists in metadata schema 1.0.0
 FEATURE, IMAGE = 1, 2  # ContentProperties union
 NORMALIZATION, SCORE_THRESHOLDING = 1, 3  # ProcessUnitOptions union
@@ -78,6 +81,7 @@ def add_classifier_metadata(
     output_description=None,
     labels_file="labels.txt",
     score_threshold=KEEP_ALL_SCORES,
+    crop_fraction=None,
 ):
     """The model with classifier metadata and `labels` packed as `labels_file`.
 
@@ -90,6 +94,8 @@ def add_classifier_metadata(
             so it takes mean 0, std 1 (the default).
         score_threshold: consumers drop scores below it. The default keeps them all: logits
             can be negative, and without a threshold the Task Library drops scores below 0.
+        crop_fraction: if given, the evaluation crop (crop side over resized shorter side,
+            bicubic), stored as the entry PREPROCESSING_NAME.
 
     Example:
         >>> tagged = add_classifier_metadata(tflite_bytes, ["cat", "dog"], mean=(127.5,),
@@ -134,6 +140,11 @@ def add_classifier_metadata(
         "score_threshold": float(score_threshold),
     }
     _set_metadata_buffer(model, _metadata_flatbuffer(fields))
+    if crop_fraction is not None:
+        if not 0 < crop_fraction <= 1:
+            raise MetadataError(f"crop fraction must be in (0, 1], got {crop_fraction}")
+        text = f"crop_fraction={float(crop_fraction)!r}\nresample=bicubic\n"
+        _set_metadata_buffer(model, text.encode(), PREPROCESSING_NAME)
     builder = flatbuffers.Builder(len(tflite_bytes) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     out = io.BytesIO(builder.Output())
@@ -148,8 +159,8 @@ def read_metadata(tflite_bytes):
 
     Returns a dict: name, description, version, author, license, min_parser_version,
     input_name, input_description, color_space, mean, std, output_name, output_description,
-    score_threshold, labels_file, labels (list of str) and associated_files (names packed in
-    the model).
+    score_threshold, labels_file, labels (list of str), associated_files (names packed in
+    the model) and crop_fraction (None without a PREPROCESSING_NAME entry).
 
     Example:
         >>> read_metadata(open("lsnet_t_int8.tflite", "rb").read())["mean"]  # doctest: +SKIP
@@ -191,6 +202,7 @@ def read_metadata(tflite_bytes):
         "labels_file": labels_file,
         "labels": labels,
         "associated_files": sorted(packed),
+        "crop_fraction": _crop_fraction(_metadata_buffer(tflite_bytes, PREPROCESSING_NAME)),
     }
 
 
@@ -349,27 +361,34 @@ class _Fields:
         return [_Fields(Table(self.t.Bytes, self.t.Indirect(start + 4 * k))) for k in range(count)]
 
 
-def _set_metadata_buffer(model, data):
-    """Point the model's TFLITE_METADATA entry at a buffer holding `data` (added if missing)."""
+def _crop_fraction(entry):
+    """The crop_fraction of a PREPROCESSING_NAME entry's text, or None."""
+    lines = (entry or b"").decode("utf-8").splitlines()
+    fields = dict(line.split("=", 1) for line in lines if "=" in line)
+    return float(fields["crop_fraction"]) if "crop_fraction" in fields else None
+
+
+def _set_metadata_buffer(model, data, name=METADATA_NAME):
+    """Point the model's metadata entry `name` at a buffer holding `data` (added if missing)."""
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(data, np.uint8)
     for entry in model.metadata or []:
-        if entry.name in (METADATA_NAME, METADATA_NAME.decode()):
+        if entry.name in (name, name.decode()):
             model.buffers[entry.buffer] = buffer
             return
     model.buffers.append(buffer)
     entry = schema.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME.decode(), len(model.buffers) - 1
+    entry.name, entry.buffer = name.decode(), len(model.buffers) - 1
     model.metadata = [*(model.metadata or []), entry]
 
 
-def _metadata_buffer(tflite_bytes):
-    """The bytes of the TFLITE_METADATA buffer, or None."""
+def _metadata_buffer(tflite_bytes, name=METADATA_NAME):
+    """The bytes of the buffer of metadata entry `name`, or None."""
     model = schema.Model.GetRootAs(tflite_bytes, 0)
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         buffer = model.Buffers(entry.Buffer())
-        if entry.Name() == METADATA_NAME and buffer.DataLength():
+        if entry.Name() == name and buffer.DataLength():
             return buffer.DataAsNumpy().tobytes()
     return None
 

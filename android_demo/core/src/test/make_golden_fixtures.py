@@ -1,19 +1,30 @@
-"""Writes the golden fixtures under src/test/resources/golden/ from two tiny real TFLite models.
+"""Writes the golden fixtures under src/test/resources/golden/ from two tiny real TFLite models,
+and the crop fixtures under src/test/resources/crop/ from a real photo.
 
-A reference writer of the format in GOLDEN.md: the model runs in the TFLite interpreter, the
-input tensor follows the Kotlin rule, the top-5 follows the Kotlin scoring rule. Needs
-tensorflow and numpy (the project's Python dependencies); rerun only to regenerate fixtures:
+A reference writer of the format in GOLDEN.md: the image is the library's evaluation crop
+(`lsnet_keras.preprocess.eval_crop`, Pillow) of `resources/crop/photo.png` (a 201x150 cut of the
+official `preprocess.png`), the model runs in the TFLite interpreter, the input tensor follows
+the Kotlin rule, the top-5 follows the Kotlin scoring rule. Needs the project's Python
+dependencies; rerun only to regenerate fixtures (from the repository root):
 
     python android_demo/core/src/test/make_golden_fixtures.py
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
-OUT = Path(__file__).parent / "resources" / "golden"
+from lsnet_keras.preprocess import CROP_FRACTION, eval_crop
+
+RESOURCES = Path(__file__).parent / "resources"
+OUT = RESOURCES / "golden"
+PHOTO = RESOURCES / "crop" / "photo.png"
+# (width, height, clockwise turn before the crop) of the crops EvalCropTest compares exactly.
+CROPS = ((64, 64, 0), (224, 224, 0), (64, 48, 0), (64, 64, 90), (33, 33, 270))
 SIZE, CLASSES = 4, 8
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -91,8 +102,7 @@ def write_case(name, tflite_bytes):
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
 
-    rng = np.random.default_rng(2)
-    rgb = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    rgb = np.asarray(eval_crop(Image.open(PHOTO).convert("RGB"), SIZE, SIZE))
     argb = (
         (0xFF << 24)
         | (rgb[..., 0].astype(np.uint32) << 16)
@@ -107,6 +117,7 @@ def write_case(name, tflite_bytes):
     meta = {
         "width": SIZE,
         "height": SIZE,
+        "crop_fraction": CROP_FRACTION,
         "input_dtype": np.dtype(inp["dtype"]).name,
         **quant_fields("input", inp),
         "mean": MEAN.tolist(),
@@ -115,6 +126,7 @@ def write_case(name, tflite_bytes):
         **quant_fields("output", out),
     }
     (case / "model.tflite").write_bytes(tflite_bytes)
+    shutil.copyfile(PHOTO, case / "photo.png")
     (case / "input_argb.bin").write_bytes(argb.astype("<u4").tobytes())
     (case / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     (case / "expected_input.bin").write_bytes(
@@ -124,6 +136,17 @@ def write_case(name, tflite_bytes):
     (case / "expected_top5.json").write_text(json.dumps(top5(raw, out), indent=2) + "\n")
 
 
+def write_crops():
+    """Python's evaluation crops of the photo, turned clockwise first, as PNGs."""
+    photo = Image.open(PHOTO).convert("RGB")
+    for width, height, turn in CROPS:
+        upright = photo.rotate(-turn, expand=True) if turn else photo
+        eval_crop(upright, height, width).save(
+            PHOTO.parent / f"expected_{width}x{height}_rot{turn}.png"
+        )
+
+
 if __name__ == "__main__":
+    write_crops()
     write_case("tiny_float", convert(tiny_model(normalize_inside=False), quantized=False))
     write_case("tiny_uint8", convert(tiny_model(normalize_inside=True), quantized=True))

@@ -9,14 +9,22 @@ import dev.lsnet.core.ArgbImage
 import dev.lsnet.core.Backend
 import dev.lsnet.core.Choice
 import dev.lsnet.core.ClassifierPipeline
+import dev.lsnet.core.Compiled
 import dev.lsnet.core.DType
 import dev.lsnet.core.Prediction
+import dev.lsnet.core.Parts
 import dev.lsnet.core.TensorData
 import dev.lsnet.core.TfliteReader
+import dev.lsnet.core.closeOnFailure
+import dev.lsnet.core.compileFirst
+import dev.lsnet.core.compilePlan
 
 /**
  * One model from the assets, compiled by LiteRT's `CompiledModel` API for the accelerator of
- * [choice], fed and read through [ClassifierPipeline]. Use from one thread, then [close].
+ * [choice] or, when that one refuses it, the next attempt of [compilePlan] (for the GPU: the GPU
+ * alone, then the GPU with the CPU running the ops it refuses, then the CPU); [compiled] says
+ * which ran and why the first did not. Fed and read through [ClassifierPipeline]. Use from one
+ * thread, then [close]. If the constructor throws, whatever it had created is closed.
  */
 class LiteRtClassifier(
     context: Context,
@@ -24,21 +32,27 @@ class LiteRtClassifier(
     labels: List<String>,
     val choice: Choice,
 ) : AutoCloseable {
-    private val pipeline: ClassifierPipeline
-    private val model: CompiledModel
-    private val inputs: List<TensorBuffer>
-    private val outputs: List<TensorBuffer>
+    // Tensor details and the crop come from the file: the Kotlin API gives no uint8 type, no
+    // scale/zero-point and no metadata.
+    private val pipeline = ClassifierPipeline(
+        context.assets.open(choice.model.asset).use { TfliteReader.read(it.readBytes()) },
+        labels,
+    )
 
-    init {
-        val asset = choice.model.asset
-        // Tensor details come from the file: the Kotlin API gives no uint8 type and no scale/zero-point.
-        val io = context.assets.open(asset).use { TfliteReader.read(it.readBytes()) }
-        pipeline = ClassifierPipeline(io, labels)
-        // One accelerator only, so that a GPU that cannot load fails here rather than quietly running on the CPU.
-        model = CompiledModel.create(context.assets, asset, CompiledModel.Options(choice.backend.accelerator), env)
-        inputs = model.createInputBuffers()
-        outputs = model.createOutputBuffers()
+    // Each step closes what the steps before it created if it throws.
+    private val parts = Parts()
+
+    /** The compiled model, the attempt that compiled it (what runs it) and the refusals before. */
+    val compiled: Compiled<CompiledModel> = parts.closeOnFailure {
+        val available = env.getAvailableAccelerators().mapNotNull { it.backend }.toSet()
+        compileFirst(compilePlan(choice.backend, available)) { attempt ->
+            val options = CompiledModel.Options(attempt.accelerators.map { it.accelerator }.toSet())
+            CompiledModel.create(context.assets, choice.model.asset, options, env)
+        }.also { add(it.value) }
     }
+    private val model = compiled.value
+    private val inputs: List<TensorBuffer> = parts.closeOnFailure { addAll(model.createInputBuffers()) }
+    private val outputs: List<TensorBuffer> = parts.closeOnFailure { addAll(model.createOutputBuffers()) }
 
     /**
      * Classifies a camera [frame] that needs a clockwise turn of [rotationDegrees] to be upright.
@@ -61,10 +75,8 @@ class LiteRtClassifier(
         return pipeline.decode(raw) to ms
     }
 
-    override fun close() {
-        (inputs + outputs).forEach { it.close() }
-        model.close()
-    }
+    /** Closes the buffers, then the model. */
+    override fun close() = parts.close()
 }
 
 private val Backend.accelerator: Accelerator
@@ -72,4 +84,12 @@ private val Backend.accelerator: Accelerator
         Backend.GPU -> Accelerator.GPU
         Backend.CPU -> Accelerator.CPU
         Backend.NPU -> Accelerator.NPU
+    }
+
+private val Accelerator.backend: Backend?
+    get() = when (this) {
+        Accelerator.GPU -> Backend.GPU
+        Accelerator.CPU -> Backend.CPU
+        Accelerator.NPU -> Backend.NPU
+        else -> null
     }

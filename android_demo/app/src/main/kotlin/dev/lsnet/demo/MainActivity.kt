@@ -17,14 +17,17 @@ import androidx.camera.core.Preview
 import androidx.camera.lifecycle.ProcessCameraProvider
 import androidx.camera.view.PreviewView
 import androidx.core.content.ContextCompat
+import androidx.lifecycle.Lifecycle
 import com.google.ai.edge.litert.Accelerator
 import com.google.ai.edge.litert.Environment
 import dev.lsnet.core.ArgbImage
 import dev.lsnet.core.Backend
+import dev.lsnet.core.CameraPermission
 import dev.lsnet.core.Choice
 import dev.lsnet.core.LABELS_ASSET
 import dev.lsnet.core.LatencyWindow
 import dev.lsnet.core.ModelVariant
+import dev.lsnet.core.PermissionStep
 import dev.lsnet.core.formatReport
 import dev.lsnet.core.parseLabels
 import java.util.concurrent.Executors
@@ -45,15 +48,18 @@ class MainActivity : ComponentActivity() {
     private var failed: Choice? = null
     private val latency = LatencyWindow()
 
+    // Asked once; a re-created activity (rotation, resizing) waits for the pending answer.
+    private lateinit var permission: CameraPermission
     private val cameraPermission =
         registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
-            if (granted) startCamera() else result.setText(R.string.camera_denied)
+            follow(permission.onAnswer(granted))
         }
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_main)
         result = findViewById(R.id.result)
+        permission = CameraPermission(savedInstanceState?.getString(PERMISSION_STATE))
         try {
             labels = assets.open(LABELS_ASSET).bufferedReader().use { parseLabels(it.readText()) }
             env = Environment.create(this)
@@ -62,11 +68,20 @@ class MainActivity : ComponentActivity() {
             return
         }
         setUpChoices(offeredBackends())
-        if (checkSelfPermission(Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED) {
-            startCamera()
-        } else {
-            cameraPermission.launch(Manifest.permission.CAMERA)
-        }
+        val granted = checkSelfPermission(Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED
+        follow(permission.onCreate(granted))
+    }
+
+    override fun onSaveInstanceState(outState: Bundle) {
+        super.onSaveInstanceState(outState)
+        if (::permission.isInitialized) outState.putString(PERMISSION_STATE, permission.saved)
+    }
+
+    private fun follow(step: PermissionStep) = when (step) {
+        PermissionStep.START_CAMERA -> startCamera()
+        PermissionStep.ASK -> cameraPermission.launch(Manifest.permission.CAMERA)
+        PermissionStep.WAIT_FOR_ANSWER -> Unit // the answer comes to the callback above
+        PermissionStep.SHOW_DENIED -> result.setText(R.string.camera_denied)
     }
 
     override fun onDestroy() {
@@ -106,6 +121,16 @@ class MainActivity : ComponentActivity() {
     private fun startCamera() {
         val future = ProcessCameraProvider.getInstance(this)
         future.addListener({
+            // The provider can arrive after the activity was destroyed (closed during start-up);
+            // binding then throws and the analysis executor is already shut down. This listener and
+            // onDestroy both run on the main thread, so the check cannot race with destruction.
+            if (lifecycle.currentState == Lifecycle.State.DESTROYED) return@addListener
+            val provider = try {
+                future.get()
+            } catch (e: Exception) {
+                result.text = getString(R.string.camera_failed, e.cause?.message ?: e.message)
+                return@addListener
+            }
             val preview = Preview.Builder().build()
             preview.setSurfaceProvider(findViewById<PreviewView>(R.id.preview).surfaceProvider)
             val analysis = ImageAnalysis.Builder()
@@ -113,7 +138,7 @@ class MainActivity : ComponentActivity() {
                 .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888)
                 .build()
             analysis.setAnalyzer(analysisThread) { image -> image.use(::analyze) }
-            cameraProvider = future.get().apply {
+            cameraProvider = provider.apply {
                 unbindAll()
                 bindToLifecycle(this@MainActivity, CameraSelector.DEFAULT_BACK_CAMERA, preview, analysis)
             }
@@ -131,14 +156,17 @@ class MainActivity : ComponentActivity() {
             val frame = ArgbImage(pixels, bitmap.width, bitmap.height)
             val (top5, ms) = current.classify(frame, image.imageInfo.rotationDegrees)
             latency.add(ms)
-            formatReport(choice, top5, latency)
+            formatReport(current.compiled.ran.ran, choice.model, current.compiled.note, top5, latency)
         } catch (e: Exception) {
             getString(R.string.run_failed, choice, e.message)
         }
         runOnUiThread { result.text = text }
     }
 
-    /** The classifier for [choice], rebuilt when the choice changes; null after a failed build. */
+    /**
+     * The classifier for [choice], rebuilt when the choice changes; null after a failed build
+     * (which closed whatever it had created).
+     */
     private fun classifierFor(choice: Choice): LiteRtClassifier? {
         classifier?.let { if (it.choice == choice) return it }
         if (choice == failed) return null
@@ -158,3 +186,5 @@ class MainActivity : ComponentActivity() {
         }
     }
 }
+
+private const val PERMISSION_STATE = "camera_permission"

@@ -11,7 +11,7 @@ enum class ModelVariant(val asset: String) {
     INT8("lsnet_int8.tflite"),
 }
 
-/** Where the model runs; the app maps these one-to-one to LiteRT's `Accelerator`. */
+/** An accelerator; the app maps these one-to-one to LiteRT's `Accelerator` (see [compilePlan]). */
 enum class Backend {
     GPU,
     CPU,
@@ -27,11 +27,21 @@ data class Choice(val backend: Backend, val model: ModelVariant) {
     override fun toString() = "$backend $model"
 }
 
-/** The on-screen text: the latency line, then one `score% label` line per prediction. */
-fun formatReport(choice: Choice, predictions: List<Prediction>, latency: LatencyWindow): String {
-    val header = "%s  median %.1f ms  p90 %.1f ms  (last %d)".format(
-        Locale.ROOT, choice, latency.median(), latency.percentile(90.0), latency.count,
+/**
+ * The on-screen text: what ran and the latency, the [note] of [compileFirst] if any, then one
+ * `score% label` line per prediction. [ran] is the accelerator(s) the model was compiled for
+ * ([Attempt.ran]), which may differ from the one picked when that one refused the model.
+ */
+fun formatReport(
+    ran: String,
+    model: ModelVariant,
+    note: String,
+    predictions: List<Prediction>,
+    latency: LatencyWindow,
+): String {
+    val header = "%s %s  median %.1f ms  p90 %.1f ms  (last %d)".format(
+        Locale.ROOT, ran, model, latency.median(), latency.percentile(90.0), latency.count,
     )
     val lines = predictions.map { "%5.1f%%  %s".format(Locale.ROOT, 100 * it.score, it.label) }
-    return (listOf(header) + lines).joinToString("\n")
+    return (listOf(header) + listOf(note).filter { it.isNotEmpty() } + lines).joinToString("\n")
 }

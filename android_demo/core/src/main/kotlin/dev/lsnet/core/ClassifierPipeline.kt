@@ -2,7 +2,8 @@ package dev.lsnet.core
 
 /**
  * Everything between a camera frame and the top-k that does not touch LiteRT, set up from the
- * model's own tensor details ([io], from [TfliteReader]) and its [labels].
+ * model's own tensor details and preprocessing metadata ([io], from [TfliteReader]) and its
+ * [labels]. Not thread-safe (the crop caches its filters): use one per thread.
  */
 class ClassifierPipeline(io: ModelIo, private val labels: List<String>) {
     /** The single model input. */
@@ -11,7 +12,11 @@ class ClassifierPipeline(io: ModelIo, private val labels: List<String>) {
     /** The single model output: one score per label. */
     val output: TensorSpec
 
+    /** The crop the model was evaluated with, from its metadata ([Preprocessing]). */
+    val preprocessing: Preprocessing = Preprocessing.of(io)
+
     private val encoder: InputEncoder
+    private val evalCrop = preprocessing.evalCrop()
 
     init {
         require(io.inputs.size == 1 && io.outputs.size == 1) {
@@ -35,15 +40,14 @@ class ClassifierPipeline(io: ModelIo, private val labels: List<String>) {
     val inputHeight: Int get() = encoder.height
 
     /**
-     * Turns a camera [frame] into the input tensor: center square crop and resize
-     * ([centerCropResize]), then a clockwise turn by [rotationDegrees] to make it upright.
+     * Turns a camera [frame] into the input tensor: a clockwise turn by [rotationDegrees] to make
+     * it upright, then the evaluation crop and resize ([EvalCrop]), then [encode].
      */
-    fun prepare(frame: ArgbImage, rotationDegrees: Int, resample: Resample = Resample.BILINEAR): TensorData {
-        val sideways = rotationDegrees % 180 != 0
-        val w = if (sideways) inputHeight else inputWidth
-        val h = if (sideways) inputWidth else inputHeight
-        return encode(frame.centerCropResize(w, h, resample).rotate(rotationDegrees))
-    }
+    fun prepare(frame: ArgbImage, rotationDegrees: Int): TensorData = encode(crop(frame, rotationDegrees))
+
+    /** The upright, cropped and resized image [prepare] encodes, at model size. */
+    fun crop(frame: ArgbImage, rotationDegrees: Int): ArgbImage =
+        evalCrop.apply(frame.rotate(rotationDegrees), inputWidth, inputHeight)
 
     /** Encodes an image already at model size, as [InputEncoder.encode]. */
     fun encode(image: ArgbImage): TensorData = encoder.encode(image)

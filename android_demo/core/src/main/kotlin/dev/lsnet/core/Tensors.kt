@@ -25,8 +25,15 @@ data class TensorSpec(
     val elementCount: Int get() = shape.fold(1, Int::times)
 }
 
-/** The tensors behind `createInputBuffers()` / `createOutputBuffers()` of signature 0, in that order. */
-data class ModelIo(val inputs: List<TensorSpec>, val outputs: List<TensorSpec>)
+/**
+ * The tensors behind `createInputBuffers()` / `createOutputBuffers()` of signature 0, in that
+ * order, and the model's metadata entries (`Model.metadata`: name to buffer contents).
+ */
+data class ModelIo(
+    val inputs: List<TensorSpec>,
+    val outputs: List<TensorSpec>,
+    val metadata: Map<String, ByteArray> = emptyMap(),
+)
 
 /**
  * Tensor contents in the two forms the LiteRT `TensorBuffer` Kotlin API moves them:

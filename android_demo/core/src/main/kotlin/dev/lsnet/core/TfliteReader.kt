@@ -14,6 +14,8 @@ import java.nio.ByteOrder
 object TfliteReader {
     // Field ids, in declaration order of the schema tables.
     private const val MODEL_SUBGRAPHS = 2
+    private const val MODEL_BUFFERS = 4
+    private const val MODEL_METADATA = 6
     private const val MODEL_SIGNATURE_DEFS = 7
     private const val SUBGRAPH_TENSORS = 0
     private const val SUBGRAPH_INPUTS = 1
@@ -29,13 +31,18 @@ object TfliteReader {
     private const val TENSOR_QUANTIZATION = 4
     private const val QUANT_SCALE = 2
     private const val QUANT_ZERO_POINT = 3
+    private const val METADATA_NAME = 0
+    private const val METADATA_BUFFER = 1
+    private const val BUFFER_DATA = 0
+    private const val BUFFER_OFFSET = 1
+    private const val BUFFER_SIZE = 2
 
     // Values of the schema's TensorType enum.
     private val TYPES = mapOf(0 to DType.FLOAT32, 3 to DType.UINT8, 9 to DType.INT8)
 
     /**
      * Returns the tensors of signature 0 (or of subgraph 0 when the model has no signature),
-     * in flatbuffer order. Throws [IllegalArgumentException] on a file that is not a TFLite
+     * in flatbuffer order, and the model's metadata entries. Throws [IllegalArgumentException] on a file that is not a TFLite
      * model, or on an input/output of a type or quantization the app does not handle.
      */
     fun read(model: ByteArray): ModelIo {
@@ -44,7 +51,8 @@ object TfliteReader {
             "not a .tflite file (no TFL3 identifier)"
         }
         try {
-            return readIo(Table(buf, buf.getInt(0)))
+            val root = Table(buf, buf.getInt(0))
+            return readIo(root).copy(metadata = readMetadata(root, model))
         } catch (e: IndexOutOfBoundsException) {
             throw IllegalArgumentException("corrupt .tflite flatbuffer", e)
         }
@@ -65,6 +73,26 @@ object TfliteReader {
             spec(tensors[it.int(TENSOR_MAP_INDEX)], name = it.string(TENSOR_MAP_NAME))
         }
         return ModelIo(specs(SIGNATURE_INPUTS), specs(SIGNATURE_OUTPUTS))
+    }
+
+    /** `Model.metadata` entries: name to the bytes of the buffer they point at. */
+    private fun readMetadata(model: Table, file: ByteArray): Map<String, ByteArray> {
+        val buffers = model.tables(MODEL_BUFFERS)
+        return model.tables(MODEL_METADATA).associate { entry ->
+            val name = entry.string(METADATA_NAME).orEmpty()
+            val index = entry.int(METADATA_BUFFER)
+            require(index in buffers.indices) { "metadata '$name' points at missing buffer $index" }
+            name to bufferBytes(buffers[index], file, name)
+        }
+    }
+
+    /** A buffer's bytes: inline data, or `size` bytes at file `offset` (models over 2 GB). */
+    private fun bufferBytes(buffer: Table, file: ByteArray, name: String): ByteArray {
+        val offset = buffer.long(BUFFER_OFFSET)
+        if (offset <= 1) return buffer.bytes(BUFFER_DATA)
+        val size = buffer.long(BUFFER_SIZE)
+        require(offset + size <= file.size) { "metadata '$name' lies outside the file" }
+        return file.copyOfRange(offset.toInt(), (offset + size).toInt())
     }
 
     private fun spec(tensor: Table, name: String?): TensorSpec {
@@ -112,9 +140,12 @@ object TfliteReader {
 
         fun byte(id: Int): Int = field(id)?.let { buf.get(it).toInt() } ?: 0
         fun int(id: Int): Int = field(id)?.let { buf.getInt(it) } ?: 0
+        fun long(id: Int): Long = field(id)?.let { buf.getLong(it) } ?: 0L
         fun table(id: Int): Table? = field(id)?.let { Table(buf, deref(it)) }
         fun string(id: Int): String? =
             vector(id) { start, n -> String(buf.array(), start, n, Charsets.UTF_8) }
+        fun bytes(id: Int): ByteArray =
+            vector(id) { start, n -> buf.array().copyOfRange(start, start + n) } ?: ByteArray(0)
         fun tables(id: Int): List<Table> =
             vector(id) { start, n -> List(n) { Table(buf, deref(start + 4 * it)) } } ?: emptyList()
         fun ints(id: Int): IntArray =

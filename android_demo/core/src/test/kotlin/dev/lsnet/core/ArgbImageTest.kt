@@ -1,7 +1,6 @@
 package dev.lsnet.core
 
 import kotlin.test.Test
-import kotlin.test.assertContentEquals
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 
@@ -12,42 +11,6 @@ class ArgbImageTest {
     private fun numbered(w: Int, h: Int) = ArgbImage(IntArray(w * h) { grey(10 * (it / w) + it % w) }, w, h)
 
     private fun values(img: ArgbImage) = img.pixels.map { it and 0xFF }
-
-    @Test
-    fun sameSizeIsIdentity() {
-        val img = numbered(3, 3)
-        for (mode in Resample.entries) assertContentEquals(img.pixels, img.centerCropResize(3, 3, mode).pixels)
-    }
-
-    @Test
-    fun cropsTheCenteredSquare() {
-        assertEquals(listOf(1, 2, 11, 12), values(numbered(4, 2).centerCropResize(2, 2, Resample.NEAREST)))
-        assertEquals(listOf(10, 11, 20, 21), values(numbered(2, 4).centerCropResize(2, 2, Resample.NEAREST)))
-        assertEquals(listOf(1, 2, 11, 12), values(numbered(5, 2).centerCropResize(2, 2, Resample.NEAREST)))
-    }
-
-    @Test
-    fun nearestDownscalePicksPixelCenters() {
-        assertEquals(listOf(11, 13, 31, 33), values(numbered(4, 4).centerCropResize(2, 2, Resample.NEAREST)))
-    }
-
-    @Test
-    fun bilinearDownscaleAveragesAndRoundsHalfUp() {
-        val img = ArgbImage(intArrayOf(grey(0), grey(1), grey(0), grey(1)), 2, 2)
-        assertEquals(listOf(1), values(img.centerCropResize(1, 1, Resample.BILINEAR)))
-    }
-
-    @Test
-    fun bilinearUpscaleClampsAtTheBorder() {
-        val img = ArgbImage(intArrayOf(grey(0), grey(100), grey(0), grey(100)), 2, 2)
-        assertEquals(listOf(0, 25, 75, 100), values(img.centerCropResize(4, 4, Resample.BILINEAR)).take(4))
-    }
-
-    @Test
-    fun outputIsOpaque() {
-        val clear = ArgbImage(intArrayOf(0x00102030), 1, 1)
-        for (mode in Resample.entries) assertEquals(0xFF102030.toInt(), clear.centerCropResize(1, 1, mode).pixels[0])
-    }
 
     @Test
     fun rotatesClockwise() {
@@ -65,6 +28,5 @@ class ArgbImageTest {
     @Test
     fun rejectsInconsistentSizes() {
         assertFailsWith<IllegalArgumentException> { ArgbImage(IntArray(5), 2, 2) }
-        assertFailsWith<IllegalArgumentException> { numbered(2, 2).centerCropResize(0, 2, Resample.NEAREST) }
     }
 }

@@ -3,6 +3,7 @@ package dev.lsnet.core
 import kotlin.test.Test
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
+import kotlin.test.assertTrue
 
 class ClassifierPipelineTest {
     private val labels = listOf("a", "b", "c", "d", "e", "f")
@@ -10,16 +11,34 @@ class ClassifierPipelineTest {
     private val floatOutput = TensorSpec("out", listOf(1, 6), DType.FLOAT32, null)
     private val int8Output = TensorSpec("out", listOf(1, 6), DType.INT8, QuantParams(0.5f, -3))
 
-    private fun pipeline(output: TensorSpec = floatOutput, input: TensorSpec = rawInput) =
-        ClassifierPipeline(ModelIo(listOf(input), listOf(output)), labels)
+    private fun crop(fraction: Double) =
+        mapOf(Preprocessing.METADATA_NAME to "crop_fraction=$fraction\nresample=bicubic\n".toByteArray())
+
+    private fun pipeline(output: TensorSpec = floatOutput, input: TensorSpec = rawInput, fraction: Double = 0.875) =
+        ClassifierPipeline(ModelIo(listOf(input), listOf(output), crop(fraction)), labels)
 
     @Test
-    fun preparesCameraFramesCroppedResizedAndUpright() {
-        // A 4x2 landscape frame of grey pixels numbered 10 * y + x; its center square is x = 1..2.
-        val frame = ArgbImage(IntArray(8) { (10 * (it / 4) + it % 4) * 0x010101 }, 4, 2)
-        val input = pipeline().prepare(frame, rotationDegrees = 90, resample = Resample.NEAREST)
-        val red = (input as TensorData.Bytes).values.filterIndexed { i, _ -> i % 3 == 0 }.map { it.toInt() }
-        assertEquals(listOf(11, 1, 12, 2), red)
+    fun preparesCameraFramesUprightThenCropped() {
+        // An 8x4 sensor frame, left half dark (0), right half bright (200), turned 90 degrees
+        // clockwise: upright it is 4x8, dark on top. Fraction 1: resized to 2x4, center 2x2 cut.
+        val frame = ArgbImage(IntArray(32) { if (it % 8 < 4) 0 else 200 * 0x010101 }, 8, 4)
+        val p = pipeline(fraction = 1.0)
+        val upright = p.crop(frame, rotationDegrees = 90)
+        assertEquals(2 to 2, upright.width to upright.height)
+        val red = upright.pixels.map { (it shr 16) and 0xFF }
+        assertTrue(red[0] < 100 && red[1] < 100 && red[2] > 100 && red[3] > 100, "red $red")
+        val bytes = (p.prepare(frame, rotationDegrees = 90) as TensorData.Bytes).values
+        assertEquals(red, bytes.filterIndexed { i, _ -> i % 3 == 0 }.map { it.toInt() and 0xFF })
+        assertEquals(1.0, p.preprocessing.cropFraction)
+    }
+
+    @Test
+    fun theCropComesFromTheModel() {
+        val frame = ArgbImage(IntArray(40 * 30) { (it * 7919) and 0xFFFFFF }, 40, 30)
+        val expected = EvalCrop(0.5).apply(frame, 2, 2).pixels.toList()
+        assertEquals(expected, pipeline(fraction = 0.5).crop(frame, 0).pixels.toList())
+        val bare = ModelIo(listOf(rawInput), listOf(floatOutput))
+        assertFailsWith<IllegalArgumentException> { ClassifierPipeline(bare, labels) }
     }
 
     @Test
@@ -40,9 +59,9 @@ class ClassifierPipelineTest {
 
     @Test
     fun rejectsMismatchedModels() {
-        val twoInputs = ModelIo(listOf(rawInput, rawInput), listOf(floatOutput))
+        val twoInputs = ModelIo(listOf(rawInput, rawInput), listOf(floatOutput), crop(0.875))
         assertFailsWith<IllegalArgumentException> { ClassifierPipeline(twoInputs, labels) }
-        val oneInput = ModelIo(listOf(rawInput), listOf(floatOutput))
+        val oneInput = ModelIo(listOf(rawInput), listOf(floatOutput), crop(0.875))
         assertFailsWith<IllegalArgumentException> { ClassifierPipeline(oneInput, labels.drop(1)) }
         assertFailsWith<IllegalArgumentException> { pipeline(int8Output.copy(quant = null)) }
     }

@@ -23,6 +23,9 @@ sealed interface Fb {
     /** A vector of 32-bit ints. */
     class Ints(vararg val values: Int) : Fb
 
+    /** A vector of bytes. */
+    class Bytes(vararg val values: Byte) : Fb
+
     /** A vector of floats. */
     class Floats(vararg val values: Float) : Fb
 
@@ -47,6 +50,7 @@ sealed interface Fb {
             return when (value) {
                 is Table -> table(buf, value)
                 is Str -> value.value.toByteArray().let { bytes -> vector(buf, bytes.size) { buf.put(bytes).put(0) } }
+                is Bytes -> vector(buf, value.values.size) { buf.put(value.values) }
                 is Ints -> vector(buf, value.values.size) { value.values.forEach(buf::putInt) }
                 is Floats -> vector(buf, value.values.size) { value.values.forEach(buf::putFloat) }
                 is Longs -> {

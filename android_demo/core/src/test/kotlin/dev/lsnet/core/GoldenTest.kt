@@ -2,10 +2,12 @@ package dev.lsnet.core
 
 import dev.lsnet.core.golden.GoldenCase
 import org.junit.Assume.assumeTrue
+import java.awt.image.BufferedImage
 import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 import java.nio.file.Files
+import javax.imageio.ImageIO
 import kotlin.math.exp
 import kotlin.test.Test
 import kotlin.test.assertFailsWith
@@ -16,19 +18,33 @@ class GoldenTest {
     fun pythonGoldenDir() {
         val dirs = System.getenv("LSNET_GOLDEN_DIR")
         assumeTrue("LSNET_GOLDEN_DIR is not set: the Python golden check did not run", !dirs.isNullOrEmpty())
-        for (dir in dirs!!.split(File.pathSeparator)) GoldenCase(File(dir)).verify()
+        for (dir in dirs!!.split(File.pathSeparator)) println(GoldenCase(File(dir)).verify(fromExport = true))
     }
 
     @Test
     fun committedConverterFixtures() {
-        for (case in listOf("tiny_float", "tiny_uint8")) GoldenCase(GoldenCase.fixture(case)).verify()
+        for (case in listOf("tiny_float", "tiny_uint8")) println(GoldenCase(GoldenCase.fixture(case)).verify())
     }
 
     @Test
-    fun syntheticQuantizedCase() = GoldenCase(quantizedCase()).verify()
+    fun syntheticQuantizedCase() {
+        GoldenCase(quantizedCase()).verify()
+    }
 
     @Test
-    fun syntheticFloatCase() = GoldenCase(floatCase()).verify()
+    fun syntheticFloatCase() {
+        GoldenCase(floatCase()).verify()
+    }
+
+    @Test
+    fun cropOfThePhotoMustMatchPythons() {
+        // floatCase's model input is the single pixel 0xFF0080; a flat photo of that colour crops to it.
+        val dir = floatCase()
+        photo(dir, 0xFF0080)
+        GoldenCase(dir).verify()
+        photo(dir, 0xFF0082) // two levels off in blue: over the tolerance
+        assertFailsWith<AssertionError> { GoldenCase(dir).verify() }
+    }
 
     @Test
     fun detectsWrongInputBytes() {
@@ -68,7 +84,7 @@ class GoldenTest {
         val top = listOf(3, 1, 2, 5, 0)
         return writeCase(
             meta = """"width": 2, "height": 1, "input_dtype": "uint8", "input_scale": 2.0,
-                "input_zero_point": 10, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                "input_zero_point": 10, "crop_fraction": 0.875, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                 "output_dtype": "int8", "output_scale": 0.5, "output_zero_point": -3""",
             argb = argb, input = input, raw = raw,
             top5 = """{"indices": $top, "scores": ${top.map { e[it] / e.sum() }}}""",
@@ -79,7 +95,7 @@ class GoldenTest {
     private fun floatCase(): File {
         val probs = floatArrayOf(0.05f, 0.3f, 0.05f, 0.4f, 0.1f, 0.1f)
         return writeCase(
-            meta = """"width": 1, "height": 1, "input_dtype": "float32",
+            meta = """"width": 1, "height": 1, "input_dtype": "float32", "crop_fraction": 0.875,
                 "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "output_dtype": "float32"""",
             argb = intArrayOf(0xFFFF0080.toInt()), // (c / 255 - mean) / std, worked out by hand below
             input = le(12) { putFloat(2.2489083f).putFloat(-2.0357143f).putFloat(0.4264924f) },
@@ -97,6 +113,13 @@ class GoldenTest {
         File(dir, "expected_top5.json").writeText(top5)
         dir.listFiles()!!.forEach { it.deleteOnExit() }
         return dir
+    }
+
+    private fun photo(dir: File, rgb: Int) {
+        val image = BufferedImage(5, 4, BufferedImage.TYPE_INT_RGB)
+        for (y in 0 until 4) for (x in 0 until 5) image.setRGB(x, y, rgb)
+        val file = File(dir, "photo.png").apply { deleteOnExit() }
+        check(ImageIO.write(image, "png", file))
     }
 
     private fun le(size: Int, fill: ByteBuffer.() -> Unit): ByteArray =

@@ -18,9 +18,16 @@ class TfliteReaderTest {
     private fun subgraph(tensors: List<Fb.Table>, inputs: IntArray, outputs: IntArray) =
         Fb.Table(Fb.Tables(*tensors.toTypedArray()), Fb.Ints(*inputs), Fb.Ints(*outputs))
 
-    private fun model(subgraphs: List<Fb.Table>, signatures: List<Fb.Table>? = null) = Fb.file(
+    private fun model(
+        subgraphs: List<Fb.Table>,
+        signatures: List<Fb.Table>? = null,
+        buffers: List<Fb.Table>? = null,
+        metadata: List<Fb.Table>? = null,
+    ) = Fb.file(
         Fb.Table(
-            Fb.I32(3), null, Fb.Tables(*subgraphs.toTypedArray()), null, null, null, null,
+            Fb.I32(3), null, Fb.Tables(*subgraphs.toTypedArray()), null,
+            buffers?.let { Fb.Tables(*it.toTypedArray()) }, null,
+            metadata?.let { Fb.Tables(*it.toTypedArray()) },
             signatures?.let { Fb.Tables(*it.toTypedArray()) },
         ),
     )
@@ -61,6 +68,29 @@ class TfliteReaderTest {
     }
 
     @Test
+    fun readsMetadataEntriesByName() {
+        val graph = subgraph(listOf(image, logits), intArrayOf(0), intArrayOf(1))
+        val text = "crop_fraction=0.875\nresample=bicubic\n".toByteArray()
+        val io = TfliteReader.read(
+            model(
+                listOf(graph),
+                buffers = listOf(Fb.Table(), Fb.Table(Fb.Bytes(1, 2)), Fb.Table(Fb.Bytes(*text))),
+                metadata = listOf(
+                    Fb.Table(Fb.Str("min_runtime_version"), Fb.I32(1)),
+                    Fb.Table(Fb.Str(Preprocessing.METADATA_NAME), Fb.I32(2)),
+                ),
+            ),
+        )
+        assertEquals(listOf("min_runtime_version", Preprocessing.METADATA_NAME), io.metadata.keys.toList())
+        assertEquals(listOf<Byte>(1, 2), io.metadata.getValue("min_runtime_version").toList())
+        assertEquals(Preprocessing(0.875), Preprocessing.of(io))
+        val dangling = listOf(Fb.Table(Fb.Str("x"), Fb.I32(5)))
+        assertFailsWith<IllegalArgumentException> {
+            TfliteReader.read(model(listOf(graph), buffers = listOf(Fb.Table()), metadata = dangling))
+        }
+    }
+
+    @Test
     fun rejectsPerChannelQuantization() {
         val perChannel = tensor("x", intArrayOf(1, 2), 9, quant(floatArrayOf(0.1f, 0.2f), longArrayOf(0, 0)))
         val e = assertFailsWith<IllegalArgumentException> {
@@ -96,5 +126,6 @@ class TfliteReaderTest {
         assertEquals(QuantParams(1f, 0), input.quant)
         assertEquals(DType.INT8, quantized.outputs.single().dtype)
         assertEquals(37, quantized.outputs.single().quant?.zeroPoint)
+        assertTrue("min_runtime_version" in quantized.metadata, "converter metadata: ${quantized.metadata.keys}")
     }
 }
