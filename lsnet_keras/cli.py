@@ -149,7 +149,11 @@ def _add_weights(parser, required=False, default=None, extra=""):
     choice = parser.add_mutually_exclusive_group(required=required)
     choice.add_argument("--weights", default=default, help=WEIGHTS_HELP + extra)
     choice.add_argument(
-        "--checkpoint", dest="weights", default=default, help="a .pth / .safetensors path"
+        "--checkpoint",
+        dest="weights",
+        default=default,
+        metavar="PATH",
+        help="a .pth / .safetensors path (the older name of --weights PATH)",
     )
     parser.add_argument(
         "--ema", action="store_true", help="take a training checkpoint's model_ema weights"
