@@ -30,6 +30,7 @@ setup(
         "pillow>=10",
         "flatbuffers>=24",  # TFLite metadata (also a TensorFlow dependency)
         "ai-edge-litert==2.3.0",  # runs .tflite files; its WebGPU accelerator checks the GPU path
+        "huggingface_hub>=2.4,<3",  # weights="imagenet" / hf:// downloads into the HF cache
     ],
     extras_require={
         # Only needed to read official .pth checkpoints. Always pinned: a bare

@@ -17,12 +17,13 @@ def _convert(args):
     from lsnet_keras.model.loading import convert_checkpoint
 
     model = convert_checkpoint(
-        args.checkpoint,
+        args.weights,
         args.output,
         variant=args.variant,
         input_shape=args.img_size,
         deploy=args.deploy,
         overwrite=args.force,
+        use_ema=args.ema,
     )
     form = "deployment" if args.deploy else "training"
     print(
@@ -32,17 +33,17 @@ def _convert(args):
 
 
 def _load_keras_model(args):
-    """The model named by MODEL (.keras) or --variant/--checkpoint (random weights if none)."""
+    """The model named by MODEL (.keras) or --variant/--weights (random weights if none)."""
     from lsnet_keras.model.loading import load_keras_model, model_from_checkpoint
     from lsnet_keras.model.lsnet import build_variant
 
     if args.model:
         return load_keras_model(args.model)
-    if args.checkpoint:
-        return model_from_checkpoint(args.checkpoint, args.variant, args.img_size)
+    if args.weights:
+        return model_from_checkpoint(args.weights, args.variant, args.img_size, args.ema)
     if not args.variant:
-        raise LSNetError("give a MODEL (.keras), --checkpoint, or --variant")
-    print(f"note: no --checkpoint: {args.variant} has RANDOM weights (for testing the path only)")
+        raise LSNetError("give a MODEL (.keras), --weights, or --variant")
+    print(f"note: no --weights: {args.variant} has RANDOM weights (for testing the path only)")
     return build_variant(args.variant, input_shape=args.img_size)
 
 
@@ -126,13 +127,36 @@ def _pipeline(args):
 
     run_pipeline(
         args.variant,
-        checkpoint=args.checkpoint,
+        weights=args.weights,
+        use_ema=args.ema,
         output_dir=args.output_dir,
         img_size=args.img_size,
         calibration_dir=args.calibration,
         threads=tuple(args.threads),
         runs=args.runs,
         overwrite=args.force,
+    )
+
+
+WEIGHTS_HELP = (
+    "imagenet (the official release, downloaded from the Hugging Face hub and cached), "
+    "hf://owner/repo[/file], or a .pth / .safetensors path"
+)
+
+
+def _add_weights(parser, required=False, default=None, extra=""):
+    """--weights (and its older name --checkpoint, a path) and --ema, on one sub-command."""
+    choice = parser.add_mutually_exclusive_group(required=required)
+    choice.add_argument("--weights", default=default, help=WEIGHTS_HELP + extra)
+    choice.add_argument(
+        "--checkpoint",
+        dest="weights",
+        default=default,
+        metavar="PATH",
+        help="a .pth / .safetensors path (the older name of --weights PATH)",
+    )
+    parser.add_argument(
+        "--ema", action="store_true", help="take a training checkpoint's model_ema weights"
     )
 
 
@@ -150,7 +174,7 @@ def build_parser():
     convert = commands.add_parser(
         "convert", help="official checkpoint (.pth / .safetensors) -> .keras model"
     )
-    convert.add_argument("--checkpoint", required=True, help="official .pth or .safetensors")
+    _add_weights(convert, required=True)
     convert.add_argument("--output", required=True, help="the .keras file to write")
     convert.add_argument(
         "--variant",
@@ -171,7 +195,7 @@ def build_parser():
     export = commands.add_parser("export", help=".keras / checkpoint -> builtins-only .tflite")
     export.add_argument("model", nargs="?", help="a .keras file (or use --variant/--checkpoint)")
     export.add_argument("--variant", help="lsnet_t, lsnet_s, lsnet_b (+ _distill)")
-    export.add_argument("--checkpoint", help="official .pth / .safetensors for --variant")
+    _add_weights(export)
     export.add_argument("--img-size", type=int, default=224, help="input size; default 224")
     export.add_argument("--precision", choices=PRECISIONS, default="fp32")
     export.add_argument("--target", choices=TARGETS, default="cpu")
@@ -221,7 +245,11 @@ def build_parser():
         "pipeline", help="export fp32/int8/fp16-GPU/int8-Edge TPU, verify, benchmark, report"
     )
     pipeline.add_argument("--variant", default="lsnet_t", help="lsnet_t, lsnet_s, lsnet_b")
-    pipeline.add_argument("--checkpoint", help="official .pth / .safetensors (else random)")
+    _add_weights(
+        pipeline,
+        default="imagenet",
+        extra="; default imagenet (random weights when the hub cannot be reached), or random",
+    )
     pipeline.add_argument("--img-size", type=int, default=224)
     pipeline.add_argument("--calibration", help="folder of images for int8 calibration")
     pipeline.add_argument("--output-dir", default="lsnet_out")

@@ -22,12 +22,16 @@ from lsnet_keras.litert.edgetpu_check import check_edgetpu, summary_line
 from lsnet_keras.litert.export import export_tflite
 from lsnet_keras.litert.gpu_check import check_gpu
 from lsnet_keras.litert.graph import read_graph
+from lsnet_keras.litert.labels import imagenet_labels
 from lsnet_keras.litert.runtime import TFLiteClassifier
 from lsnet_keras.model.loading import model_from_checkpoint
 from lsnet_keras.model.lsnet import build_variant
 from lsnet_keras.model.reparam import reparameterize
-from lsnet_keras.preprocess import normalize
+from lsnet_keras.preprocess import eval_crop, load_image, normalize
+from lsnet_keras.weights.hub import HubUnreachable
 
+# A real photo shipped with the package (scikit-image's `chelsea.png`, CC0; assets/README.md).
+PHOTO = os.path.join(os.path.dirname(__file__), "assets", "chelsea.png")
 # name -> export options; the file is <variant>_<name>.tflite
 EXPORTS = {
     "fp32": {"precision": "fp32", "target": "cpu"},
@@ -121,17 +125,48 @@ def _gpu_verdict(path):
         return {"error": str(err)}
 
 
+def _photo_top5(model, img_size):
+    """Top-5 ImageNet labels and probabilities of `model` on the bundled photo."""
+    pixels = np.asarray(eval_crop(load_image(PHOTO), img_size), dtype="uint8")[None]
+    logits = model.predict(normalize(pixels), verbose=0)[0].astype("float64")
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    labels = imagenet_labels()
+    return pixels, [[labels[i], float(probabilities[i])] for i in np.argsort(-logits)[:5]]
+
+
+def _load_model(variant, weights, img_size, use_ema):
+    """(model, weights label): the requested weights, or random ones when told or offline."""
+    caveat = "latency and graph checks are real, accuracy is not"
+    if weights == "random":
+        _log(f"--weights random: {variant} gets RANDOM weights; {caveat}")
+    else:
+        try:
+            return model_from_checkpoint(weights, variant, img_size, use_ema), weights
+        except HubUnreachable as err:
+            if weights != "imagenet":
+                raise
+            _log(f"note: no official weights ({err}); going on with RANDOM weights: {caveat}")
+    model = build_variant(variant, input_shape=img_size)
+    realistic_random_weights(model, normalize(builtin_images(16, img_size, seed=2)))
+    return model, "random"
+
+
 def run_pipeline(
     variant="lsnet_t",
-    checkpoint=None,
+    weights="imagenet",
     output_dir="lsnet_out",
     img_size=224,
     calibration_dir=None,
     threads=(1, 2),
     runs=20,
     overwrite=False,
+    use_ema=False,
 ):
     """Export, verify and benchmark one variant; returns the report dict (also in JSON).
+
+    `weights`: "imagenet" (the official release; random weights, said in one line, when the
+    Hugging Face hub cannot be reached), an hf:// handle, a checkpoint path, or "random".
 
     Example:
         >>> run_pipeline("lsnet_t", output_dir="/tmp/lsnet", runs=3)  # doctest: +SKIP
@@ -140,17 +175,7 @@ def run_pipeline(
     report_path = os.path.join(output_dir, f"{variant}_report.json")
     refuse_existing([*paths.values(), report_path], overwrite)  # before any work
     os.makedirs(output_dir, exist_ok=True)
-    if checkpoint:
-        model = model_from_checkpoint(checkpoint, variant, img_size)
-        weights = checkpoint
-    else:
-        _log(
-            f"no --checkpoint: {variant} gets RANDOM weights; latency and graph checks are real,"
-            " accuracy is not"
-        )
-        model = build_variant(variant, input_shape=img_size)
-        realistic_random_weights(model, normalize(builtin_images(16, img_size, seed=2)))
-        weights = "random"
+    model, weights = _load_model(variant, weights, img_size, use_ema)
     deployed = reparameterize(model)
     calibration = (
         folder_images(calibration_dir, img_size)
@@ -159,6 +184,7 @@ def run_pipeline(
     )
     held_out = builtin_images(8, img_size, seed=1)
     expected = deployed.predict(normalize(held_out), verbose=0)
+    photo, top5 = _photo_top5(deployed, img_size) if model.num_classes == 1000 else (None, None)
     report = {
         "variant": variant,
         "weights": weights,
@@ -181,7 +207,12 @@ def run_pipeline(
             **{f"{k}_vs_keras": v for k, v in _agreement(outputs, expected).items()},
             "latency": {t: _latency(path, t, runs, held_out[0]) for t in threads},
         }
+        if photo is not None:
+            top1 = int(_outputs(TFLiteClassifier(path), photo)[0].argmax())
+            entry["photo_top1"] = imagenet_labels()[top1]
         report["models"][name] = entry
+    if photo is not None:
+        report["photo"] = {"file": os.path.basename(PHOTO), "keras_top5": top5}
     report["gpu"] = _gpu_verdict(report["models"]["fp16_gpu"]["path"])
     edgetpu = check_edgetpu(report["models"]["int8_edgetpu"]["path"])
     report["edgetpu"] = {"ok": edgetpu.ok, "summary": summary_line(edgetpu)}
@@ -214,7 +245,7 @@ def format_report(report):
     if report["weights"] == "random":
         lines.append(
             "random weights are chaotic (see the noise floor): judge the quantized rows against"
-            " the floor, not against 100%; --checkpoint gives meaningful agreement"
+            " the floor, not against 100%; --weights imagenet gives meaningful agreement"
         )
     gpu = report["gpu"]
     if gpu.get("error"):
@@ -227,4 +258,8 @@ def format_report(report):
             f" ({relative:.2e} of max|logit|; compare with the noise floor)"
         )
     lines.append(f"Edge TPU: {report['edgetpu']['summary']}")
+    if report.get("photo"):
+        top5 = ", ".join(f"{label} {p:.1%}" for label, p in report["photo"]["keras_top5"])
+        top1 = ", ".join(f"{name} {m['photo_top1']}" for name, m in report["models"].items())
+        lines.append(f"photo {report['photo']['file']} (CC0): Keras top-5 {top5}; top-1 {top1}")
     return "\n".join(lines)

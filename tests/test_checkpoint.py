@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import keras_model_for, nhwc
-from goldens import VARIANTS, load_manifest
+from goldens import REFERENCE_DIR, VARIANTS, load_manifest
 
 import lsnet_keras
 from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
@@ -132,3 +132,11 @@ def test_state_dict_round_trip_is_exact(tiny):
     for key, value in tiny["state_dict"].items():
         if not key.endswith("num_batches_tracked"):
             assert np.array_equal(exported[key], value), key
+
+
+def test_backbone_loads_a_classifier_checkpoint_without_its_head(tiny):
+    path = REFERENCE_DIR / "tiny_128.safetensors"
+    model = keras_model_for(tiny["config"], features_only=True, weights=str(path))
+    features = model.predict(nhwc(tiny["input"]), verbose=0)
+    for name, feature in zip(("blocks1", "blocks2", "blocks3", "blocks4"), features):
+        assert np.abs(feature.transpose(0, 3, 1, 2) - tiny["features"][name]).max() <= 1e-4

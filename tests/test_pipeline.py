@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from hub_server import closed_port_endpoint
 
 from lsnet_keras.cli import main
 from lsnet_keras.litert.calibration import builtin_images
@@ -61,7 +62,9 @@ def test_report_puts_quantized_rows_beside_the_noise_floor():
 
 
 @pytest.mark.slow
-def test_pipeline_exports_verifies_reports_and_keeps_existing_files(tmp_path, capsys):
+def test_pipeline_exports_verifies_reports_and_keeps_existing_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_endpoint())  # as in CI: no hub, random weights
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     out = tmp_path / "out"
     command = ["pipeline", "--img-size", "64", "--runs", "2", "--threads", "1"]
     command += ["--output-dir", str(out)]

@@ -1,12 +1,13 @@
 """Quantization-aware fine-tuning of a trained float LSNet, then int8 TFLite export.
 
-The float model (`--finetune`: an official `.pth` / `.safetensors` or a training-form `.keras`)
-is reparameterized and fake-quantized (`lsnet_keras.quantization.quantize_model`) for one
-`--target` graph, fine-tuned with the training pipeline of `python -m training.train` (same
-data options, checkpoints, `--resume`, `--strategy`), optionally distilling from the float
-model itself (`--distill`), and exported at the end as a full-integer `.tflite` without a
-representative dataset. The output folder holds what `training.train` writes (the QAT model is
-`final.keras` / `best.keras`) plus `<name>_int8_<target>.tflite`.
+The float model (`--finetune`: `imagenet`, an `hf://` handle, an official `.pth` /
+`.safetensors` or a training-form `.keras`) is reparameterized and fake-quantized
+(`lsnet_keras.quantization.quantize_model`) for one `--target` graph, fine-tuned with the
+training pipeline of `python -m training.train` (same data options, checkpoints, `--resume`,
+`--strategy`), optionally distilling from the float model itself (`--distill`), and exported at
+the end as a full-integer `.tflite` without a representative dataset. The output folder holds
+what `training.train` writes (the QAT model is `final.keras` / `best.keras`) plus
+`<name>_int8_<target>.tflite`.
 
 Example:
     $ python -m training.qat --data-dir flowers --finetune runs/flowers/best.keras \\

@@ -37,7 +37,11 @@ def build_parser():
     add("--img-size", type=int, default=224)
     add("--num-classes", type=int, help="default: the number of class folders")
     add("--resume", action="store_true", help="continue from the latest checkpoint")
-    add("--finetune", help="start from an official .pth/.safetensors or a .keras model")
+    add(
+        "--finetune",
+        help="start from imagenet (the official weights of --model, from the Hugging Face hub), "
+        "hf://owner/repo[/file], an official .pth/.safetensors or a .keras model",
+    )
     add("--freeze-backbone", action="store_true", help="train only the head(s)")
     add("--distill-teacher", help="a .keras teacher: hard distillation (official alpha 0.5)")
     add("--distill-alpha", type=float, default=0.5)

@@ -10,27 +10,35 @@ Example:
 from lsnet_keras.io import atomic_path
 from lsnet_keras.model.lsnet import LSNet, build_variant
 from lsnet_keras.model.reparam import reparameterize
-from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
+from lsnet_keras.weights.checkpoint import CheckpointError
+from lsnet_keras.weights.hub import read_weights
 from lsnet_keras.weights.mapping import describe_state_dict, guess_variant, load_weights
 
 
-def model_from_checkpoint(checkpoint, variant=None, input_shape=224):
+def model_from_checkpoint(checkpoint, variant=None, input_shape=224, use_ema=False):
     """Build the model a checkpoint was made for and load it.
 
+    `checkpoint`: a path, "imagenet" (needs `variant`) or an `hf://owner/repo[/file]` handle.
     `variant` (lsnet_t, lsnet_s, lsnet_b, optionally `_distill`) is recognized from the
     checkpoint when omitted; a checkpoint of another architecture builds a general LSNet.
-    The number of classes is taken from the checkpoint's head.
+    The number of classes is taken from the checkpoint's head. `use_ema` takes a training
+    checkpoint's `model_ema` instead of its `model`.
 
     Example:
         >>> model_from_checkpoint("../shared/reference/tiny_128.safetensors", input_shape=128).name
         'lsnet'
     """
-    state = read_state_dict(checkpoint)
+    state, checkpoint = read_weights(checkpoint, variant, use_ema)
     found = describe_state_dict(state)
     if found["num_classes"] is None:
         raise CheckpointError(f"{checkpoint}: no classifier (head.l.weight) in the checkpoint")
     head = {"num_classes": found["num_classes"], "input_shape": input_shape}
-    variant = variant or guess_variant(state)
+    looks_like = guess_variant(state)
+    if variant and looks_like and looks_like != variant:  # say so before building anything
+        raise CheckpointError(
+            f"{checkpoint}: it looks like a {looks_like} checkpoint, not {variant}"
+        )
+    variant = variant or looks_like
     if variant:
         model = build_variant(variant, **head)
     else:
@@ -75,9 +83,11 @@ def load_keras_model(path):
 
 
 def convert_checkpoint(
-    checkpoint, output, variant=None, input_shape=224, deploy=False, overwrite=False
+    checkpoint, output, variant=None, input_shape=224, deploy=False, overwrite=False, use_ema=False
 ):
     """Write a `.keras` file from an official checkpoint, atomically; returns the model.
+
+    `checkpoint`, `variant`, `input_shape` and `use_ema` are `model_from_checkpoint`'s.
 
     Example:
         >>> convert_checkpoint("../shared/reference/lsnet_t_224.safetensors", "/tmp/t.keras",
@@ -87,7 +97,7 @@ def convert_checkpoint(
     if not str(output).endswith(".keras"):
         raise CheckpointError(f"{output}: the output must be a .keras file")
     with atomic_path(output, overwrite=overwrite) as tmp:
-        model = model_from_checkpoint(checkpoint, variant, input_shape)
+        model = model_from_checkpoint(checkpoint, variant, input_shape, use_ema)
         if deploy:
             model = reparameterize(model)
         model.save(tmp)

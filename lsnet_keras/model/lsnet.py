@@ -52,7 +52,10 @@ class LSNet(keras.Model):
         deploy: the inference form made by `reparameterize` (no BatchNorm, fused RepVGG).
         attention_formulation: "matmul" (batched matmuls; CPU, GPU, training) or
             "elementwise" (no BATCH_MATMUL, 1-D softmax; Coral Edge TPU). Same weights.
-        weights: a checkpoint path (`.pth`, `.safetensors`) to load, or None.
+        weights: None, "imagenet" (the official release of a named variant, downloaded from
+            the Hugging Face hub and cached), an `hf://owner/repo[/file]` handle, or a
+            checkpoint path (`.pth`, `.safetensors`). A model without a head loads the backbone.
+        use_ema: read a training checkpoint's `model_ema` (EMA weights) instead of `model`.
 
     Example:
         >>> model = LSNet(embed_dim=(32, 64, 96, 128), depth=(1, 2, 2, 2),
@@ -75,6 +78,7 @@ class LSNet(keras.Model):
         deploy=False,
         attention_formulation="matmul",
         weights=None,
+        use_ema=False,
         name="lsnet",
         **kwargs,
     ):
@@ -157,7 +161,7 @@ class LSNet(keras.Model):
         if weights is not None:
             from lsnet_keras.weights.mapping import load_weights
 
-            load_weights(self, weights)
+            load_weights(self, weights, use_ema=use_ema)
 
     def get_config(self):
         return {

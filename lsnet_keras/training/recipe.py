@@ -263,8 +263,9 @@ def build_model(name, num_classes, img_size, distillation=False, finetune=None, 
     """(model, message): a variant with the official init, or fine-tuned from a checkpoint.
 
     `name`: a variant (lsnet_t, lsnet_s, lsnet_b) or a dict of LSNet architecture arguments.
-    `finetune`: an official `.pth` / `.safetensors` or a training-form `.keras`; the
-    architecture comes from it, and a head of another class count is replaced by a new one.
+    `finetune`: "imagenet" (the official weights of variant `name`, from the Hugging Face
+    hub), an `hf://` handle, an official `.pth` / `.safetensors` or a training-form `.keras`;
+    the architecture comes from it, and a head of another class count is replaced by a new one.
 
     Example:
         >>> model, note = build_model("lsnet_t", 10, 64, distillation=True)
@@ -291,7 +292,8 @@ def build_model(name, num_classes, img_size, distillation=False, finetune=None, 
     if str(finetune).endswith(".keras"):
         source = load_keras_model(finetune)
     else:
-        source = model_from_checkpoint(finetune, input_shape=img_size)
+        variant = name if finetune == "imagenet" and isinstance(name, str) else None
+        source = model_from_checkpoint(finetune, variant, input_shape=img_size)
     if not isinstance(source, LSNet) or source.deploy or source.features_only:
         raise LSNetError(f"{finetune}: fine-tune from a training-form LSNet classifier")
     base = source.name.removesuffix("_distill")

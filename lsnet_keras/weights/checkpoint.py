@@ -1,8 +1,10 @@
 """Read official LSNet checkpoints into {key: numpy array}, safely.
 
 `.pth` files are read with `torch.load(weights_only=True)`, whose unpickler only rebuilds
-tensors and plain containers: a checkpoint that carries a pickled callable is refused, never run.
-`.safetensors` files hold no code at all. Every failure is a one-line `CheckpointError`.
+tensors and plain containers, plus exactly the plain-data types the official trainer writes
+(`argparse.Namespace`, its `args`): a checkpoint that carries a pickled callable is refused,
+never run. `.safetensors` files hold no code at all. Every failure is a one-line
+`CheckpointError`.
 
 Example:
     >>> from lsnet_keras.weights.checkpoint import read_state_dict
@@ -11,21 +13,39 @@ Example:
     (8, 3, 3, 3)
 """
 
+import argparse
 import os
 import zipfile
+from typing import NamedTuple
 
 import numpy as np
 
 from lsnet_keras.errors import LSNetError
 
 WRAPPER_KEYS = ("model", "state_dict", "model_ema")
+# Non-tensor types allowed in a .pth: what the official main.py saves besides tensors and
+# plain containers ({"model", "optimizer", "lr_scheduler", "epoch", "model_ema", "scaler",
+# "args": argparse.Namespace}). Plain data, no behavior; nothing else is unpickled.
+SAFE_TYPES = (argparse.Namespace,)
 
 
 class CheckpointError(LSNetError):
     """A checkpoint that cannot be read or does not fit the model (one-line message)."""
 
 
-def _read_safetensors(path):
+class Checkpoint(NamedTuple):
+    """What `read_checkpoint` read: the state_dict, the entry it came from, all wrapper entries.
+
+    `entry` is "model", "state_dict" or "model_ema" for a wrapped (training) checkpoint and
+    None for a bare state_dict; `wrappers` lists the wrapper entries the file holds.
+    """
+
+    state: dict
+    entry: str | None
+    wrappers: tuple
+
+
+def _read_safetensors(path, source):
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -33,56 +53,87 @@ def _read_safetensors(path):
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(
-            f"{path}: not a valid .safetensors file ({_first_line(err)})"
+            f"{source}: not a valid .safetensors file ({_first_line(err)})"
         ) from None
 
 
-def _read_pth(path):
+def _load_pth(path, source):
     try:
         import torch
     except ImportError:
         raise CheckpointError(
-            f"{path}: reading .pth checkpoints needs PyTorch; install it with "
+            f"{source}: reading .pth checkpoints needs PyTorch; install it with "
             "`pip install 'lsnet-keras[torch]'` (torch==2.13.0, CPU) or convert to .safetensors"
         ) from None
     import pickle
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_TYPES)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         offending = _unsafe_global(err)
         if offending is None:
             raise CheckpointError(
-                f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})"
+                f"{source}: not a readable PyTorch checkpoint ({_unpickler_reason(err)})"
             ) from None
         raise CheckpointError(
-            f"{path}: refused: the checkpoint contains pickled code or objects that are not "
+            f"{source}: refused: the checkpoint contains pickled code or objects that are not "
             f"tensors ({offending}); it was not executed"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})"
+            f"{source}: not a readable PyTorch checkpoint ({_first_line(err)})"
         ) from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+
+
+def _unwrap(obj, source, use_ema):
+    """(state_dict, entry): the dict of tensors of a raw or wrapped checkpoint."""
+    if use_ema:
+        if not isinstance(obj.get("model_ema"), dict):
+            raise CheckpointError(
+                f"{source}: use_ema / --ema asked for EMA weights, but the checkpoint has no "
+                f"'model_ema' (entries: {', '.join(map(str, obj)) or 'none'})"
+            )
+        return obj["model_ema"], "model_ema"
     for key in WRAPPER_KEYS:
         if isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
+            return obj[key], key
+    return obj, None
+
+
+def _read_pth(path, source, use_ema):
+    import torch
+
+    obj = _load_pth(path, source)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{source}: expected a dict of tensors, found {type(obj).__name__}")
+    wrappers = tuple(key for key in WRAPPER_KEYS if isinstance(obj.get(key), dict))
+    obj, entry = _unwrap(obj, source, use_ema)
     state = {}
     for key, value in obj.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
-                f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor "
+                f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor "
                 f"(wrapped checkpoints are read from one of {WRAPPER_KEYS})"
             )
         state[key] = value.detach().cpu().numpy()
-    return state
+    return state, entry, wrappers
 
 
 def _first_line(err):
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def _unpickler_reason(err):
+    """The reason line of torch's weights-only refusal (its first lines are boilerplate)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.endswith("WeightsUnpickler error:") and index + 1 < len(lines):
+            return lines[index + 1]
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip()
+    return _first_line(err)
 
 
 def _unsafe_global(err):
@@ -93,27 +144,43 @@ def _unsafe_global(err):
     return None
 
 
-def read_state_dict(path):
+def read_checkpoint(path, use_ema=False, source=None):
+    """A `Checkpoint` (state_dict, entry, wrappers) read from a `.pth` / `.safetensors` file.
+
+    A training checkpoint is read from "model" (else "state_dict", else "model_ema") unless
+    `use_ema` asks for "model_ema". `source` names the file in errors (default: `path`).
+
+    Example:
+        >>> read_checkpoint("../shared/reference/tiny_128.safetensors").entry is None
+        True
+    """
+    path = os.fspath(path)
+    source = source or path
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{source}: checkpoint file not found")
+    if path.endswith(".safetensors"):
+        if use_ema:
+            raise CheckpointError(f"{source}: a .safetensors file holds one set of weights, no EMA")
+        state, entry, wrappers = _read_safetensors(path, source), None, ()
+    elif path.endswith((".pth", ".pt", ".bin")):
+        state, entry, wrappers = _read_pth(path, source, use_ema)
+    else:
+        raise CheckpointError(f"{source}: unknown checkpoint type; expected .pth or .safetensors")
+    if not state:
+        raise CheckpointError(f"{source}: the checkpoint holds no tensors")
+    if all(key.startswith("module.") for key in state):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+    return Checkpoint({key: np.asarray(v) for key, v in state.items()}, entry, wrappers)
+
+
+def read_state_dict(path, use_ema=False):
     """Read a `.pth` / `.safetensors` checkpoint into {official key: numpy array}.
 
-    Unwraps `{"model": ...}`, `{"state_dict": ...}` or `{"model_ema": ...}` (first found) and a
-    `module.` prefix (DataParallel / DDP).
+    Unwraps `{"model": ...}`, `{"state_dict": ...}` or `{"model_ema": ...}` (first found;
+    `use_ema=True` takes "model_ema") and a `module.` prefix (DataParallel / DDP).
 
     Example:
         >>> len(read_state_dict("../shared/reference/tiny_128.safetensors")) > 100
         True
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if path.endswith(".safetensors"):
-        state = _read_safetensors(path)
-    elif path.endswith((".pth", ".pt", ".bin")):
-        state = _read_pth(path)
-    else:
-        raise CheckpointError(f"{path}: unknown checkpoint type; expected .pth or .safetensors")
-    if not state:
-        raise CheckpointError(f"{path}: the checkpoint holds no tensors")
-    if all(key.startswith("module.") for key in state):
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-    return {key: np.asarray(value) for key, value in state.items()}
+    return read_checkpoint(path, use_ema).state

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from lsnet_keras.config import VARIANTS, attention_bias_index
-from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
+from lsnet_keras.weights.checkpoint import CheckpointError
+from lsnet_keras.weights.hub import read_weights
 from lsnet_keras.weights.resize import resize_bias_table
 
 
@@ -236,12 +237,15 @@ def _bias_table(entry, table, path):
     return resize_bias_table(table, target)
 
 
-def load_weights(model, checkpoint, source=None):
+def load_weights(model, checkpoint, source=None, use_ema=False):
     """Load an official LSNet checkpoint (`.pth` or `.safetensors`) into `model`, strictly.
 
-    `checkpoint` is a path or an already read {key: array} state_dict (then `source` names it
-    in errors). Every key must be consumed and every shape fit; attention bias tables made for
-    another input size are resized with the official bicubic rule. Raises CheckpointError.
+    `checkpoint` is a path, "imagenet" (the official release of `model`'s variant), an
+    `hf://owner/repo[/file]` handle (both via `lsnet_keras.weights.hub`), or an already read
+    {key: array} state_dict (then `source` names it in errors). `use_ema` takes a training
+    checkpoint's `model_ema`. Every key must be consumed and every shape fit, except the
+    classifier of a model built without one; attention bias tables made for another input size
+    are resized with the official bicubic rule. Raises CheckpointError.
 
     Example:
         >>> import lsnet_keras
@@ -252,8 +256,10 @@ def load_weights(model, checkpoint, source=None):
     if isinstance(checkpoint, dict):
         state, path = checkpoint, source or "state_dict"
     else:
-        state, path = read_state_dict(checkpoint), checkpoint
+        state, path = read_weights(checkpoint, model.name, use_ema)
     table = checkpoint_table(model)
+    if "head.l.weight" not in table:  # a backbone (features_only / include_top=False)
+        state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
     _check_keys(model, table, state, path)
     for key, entry in table.items():
         value = state[key]
