@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
-from lsnet_keras.io import atomic_path
+from lsnet_keras.io import atomic_path, outputs_removed_on_failure, refuse_existing
 from lsnet_keras.litert.export import default_labels, export_tflite
 from lsnet_keras.litert.runtime import TFLiteClassifier
 from lsnet_keras.preprocess import eval_crop, load_image
@@ -35,19 +35,21 @@ def write_android_assets(model, folder, calibration=None, labels=None, overwrite
         >>> sorted(write_android_assets(model, "/tmp/assets"))  # doctest: +SKIP
         ['labels.txt', 'lsnet_fp16.tflite', 'lsnet_int8.tflite']
     """
+    names = [*ANDROID_MODELS, "labels.txt"]
+    paths = [os.path.join(folder, name) for name in names]
+    refuse_existing(paths, overwrite)  # before any work
     os.makedirs(folder, exist_ok=True)
     labels = default_labels(model.num_classes) if labels is None else list(labels)
-    written = []
-    for name, options in ANDROID_MODELS.items():
-        path = os.path.join(folder, name)
-        export_tflite(
-            model, path, calibration=calibration, labels=labels, overwrite=overwrite, **options
-        )
-        written.append(name)
-    with atomic_path(os.path.join(folder, "labels.txt"), overwrite=overwrite) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(labels) + "\n")
-    return written + ["labels.txt"]
+    with outputs_removed_on_failure(paths):  # a failure part-way does not block a rerun
+        for name, options in ANDROID_MODELS.items():
+            path = os.path.join(folder, name)
+            export_tflite(
+                model, path, calibration=calibration, labels=labels, overwrite=overwrite, **options
+            )
+        with atomic_path(os.path.join(folder, "labels.txt"), overwrite=overwrite) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("\n".join(labels) + "\n")
+    return names
 
 
 def _quantized_input(pixels, dtype, scale, zero_point):
