@@ -119,7 +119,7 @@ def _predict(args):
 def _android_golden(args):
     from lsnet_keras.litert.android import write_golden
 
-    print(f"wrote {write_golden(args.model, args.image, args.output)}")
+    print(f"wrote {write_golden(args.model, args.image, args.output, overwrite=args.force)}")
 
 
 def _edgetpu_check(args):
@@ -229,6 +229,7 @@ def build_parser():
     golden.add_argument("model", help="an exported .tflite classifier")
     golden.add_argument("image", help="an image (official resize + center crop is applied)")
     golden.add_argument("--output", required=True, help="the golden directory to write")
+    golden.add_argument("--force", action="store_true", help="replace existing golden files")
     golden.set_defaults(run=_android_golden)
 
     check = commands.add_parser(

@@ -49,8 +49,7 @@ def run_command(prog, function, *args):
         >>> run_command("lsnet convert", fail)
         2
     """
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _terminated)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return function(*args) or 0
     except KeyboardInterrupt:
@@ -61,5 +60,7 @@ def run_command(prog, function, *args):
         if os.environ.get(TRACEBACK_VARIABLE):
             raise
         message = _describe(err)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2

@@ -90,6 +90,7 @@ CASES = [
     ("lsnet", "predict {tflite} {truncated_png}", 2, "not a readable image"),
     ("lsnet", "predict {tflite} {fifo_png}", 2, "not a regular file"),
     ("lsnet", "android-golden {tflite} {huge_png} --output {out}/g", 2, "over the limit"),
+    ("lsnet", "android-golden {tflite} {ok_png} --output {golden}", 2, "already exists"),
     ("lsnet", "edgetpu-check {folder}", 2, "is a folder"),
     ("lsnet", "convert --checkpoint {folder} --output {out}/a.keras", 2, "is a folder"),
     ("lsnet", "convert --checkpoint {garbage_pth} --output {out}/a.keras", 2, "not executed"),
@@ -187,6 +188,9 @@ def hostile_files(tmp_path_factory):
     os.link(files["huge_png"], files["big_dir"] / "huge.png")
     files["existing"] = root / "existing.json"
     files["existing"].write_text("{}")
+    files["golden"] = root / "golden"  # an earlier run's golden files: kept without --force
+    files["golden"].mkdir()
+    (files["golden"] / "meta.json").write_text("{}")
     # models: a 2-class LSNet .keras, 2-class .tflite classifiers of several input layouts
     files["keras"] = root / "tiny.keras"
     _tiny_lsnet(2).save(files["keras"])

@@ -75,12 +75,24 @@ def _top5(scores):
     return {"indices": [int(i) for i in order], "scores": [float(probabilities[i]) for i in order]}
 
 
-def write_golden(model_path, image_path, folder):
+GOLDEN_FILES = (
+    "meta.json",
+    "input_argb.bin",
+    "expected_input.bin",
+    "raw_output.bin",
+    "expected_top5.json",
+)
+
+
+def write_golden(model_path, image_path, folder, overwrite=False):
     """Write the GOLDEN.md directory for `model_path` run on `image_path` (official crop).
+
+    Existing golden files are replaced only with `overwrite`; a failure part-way leaves none.
 
     Example:
         >>> write_golden("lsnet_int8.tflite", "cat.png", "/tmp/golden_int8")  # doctest: +SKIP
     """
+    refuse_existing([os.path.join(folder, name) for name in GOLDEN_FILES], overwrite)
     classifier = TFLiteClassifier(model_path)
     details, output = classifier.input, classifier.output
     pixels = np.asarray(eval_crop(load_image(image_path), classifier.height, classifier.width))
@@ -122,8 +134,9 @@ def write_golden(model_path, image_path, folder):
         "raw_output.bin": raw.astype(raw.dtype.newbyteorder("<")).tobytes(),
         "expected_top5.json": json.dumps(_top5(scores)).encode(),
     }
-    for name, data in files.items():
-        with atomic_path(os.path.join(folder, name), overwrite=True) as tmp:
-            with open(tmp, "wb") as f:
-                f.write(data)
+    with outputs_removed_on_failure([os.path.join(folder, name) for name in GOLDEN_FILES]):
+        for name in GOLDEN_FILES:
+            with atomic_path(os.path.join(folder, name), overwrite=True) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(files[name])
     return folder
