@@ -59,6 +59,39 @@ def require_folder(path, what="input"):
     return path
 
 
+def walk_files(folder, skipped):
+    """Files under `folder`, sorted; links to folders are followed, except loops.
+
+    A link back to a folder being walked (or already walked) and a folder that cannot be
+    listed are appended to `skipped` as (path, reason) instead.
+
+    Example:
+        >>> walk_files("/nonexistent", [])
+        []
+    """
+    seen = {os.path.realpath(folder)}
+    found = []
+
+    def unreadable(err):
+        skipped.append((err.filename, f"folder not readable ({err.strerror})"))
+
+    for dirpath, dirnames, files in os.walk(folder, followlinks=True, onerror=unreadable):
+        here = os.path.realpath(dirpath)
+        for name in sorted(dirnames):
+            target = os.path.realpath(os.path.join(dirpath, name))
+            if here == target or here.startswith(target + os.sep):
+                reason = "symbolic link loop"
+            elif target in seen:
+                reason = "folder already scanned (through a symbolic link)"
+            else:
+                seen.add(target)
+                continue
+            dirnames.remove(name)
+            skipped.append((os.path.join(dirpath, name), reason))
+        found += [os.path.join(dirpath, name) for name in files]
+    return sorted(found)
+
+
 def refuse_existing(paths, overwrite=False):
     """Raise LSNetError naming the first of `paths` that exists, unless `overwrite`.
 

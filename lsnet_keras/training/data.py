@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.io import require_folder
+from lsnet_keras.io import require_folder, walk_files
 from lsnet_keras.preprocess import (
     IMAGE_EXTENSIONS,
     ImageError,
@@ -104,31 +104,6 @@ def _verify_pil(paths):
         return {i for i, ok in enumerate(pool.map(readable, paths)) if ok}
 
 
-def _walk_files(folder, skipped):
-    """Files under `folder`, sorted; links to folders are followed, except loops.
-
-    A link back to a folder being walked (or already walked) and a folder that cannot be
-    listed are appended to `skipped` as (path, reason) instead.
-    """
-    seen = {os.path.realpath(folder)}
-    found = []
-
-    def unreadable(err):
-        skipped.append((err.filename, f"folder not readable ({err.strerror})"))
-
-    for dirpath, dirnames, files in os.walk(folder, followlinks=True, onerror=unreadable):
-        here = os.path.realpath(dirpath)
-        for name in sorted(dirnames):
-            target = os.path.realpath(os.path.join(dirpath, name))
-            if target in seen or here.startswith(target + os.sep):
-                dirnames.remove(name)
-                skipped.append((os.path.join(dirpath, name), "symbolic link loop"))
-            else:
-                seen.add(target)
-        found += [os.path.join(dirpath, name) for name in files]
-    return sorted(found)
-
-
 def _within_budget(path):
     """False for an image whose header gives an absurd size (it is never decoded)."""
     try:
@@ -165,7 +140,7 @@ def scan_image_folder(root, class_names=None, strict=False, reader="tf"):
     paths, labels, skipped = [], [], []
     for folder in folders:
         label = names.index(folder)
-        for path in _walk_files(os.path.join(root, folder), skipped):
+        for path in walk_files(os.path.join(root, folder), skipped):
             name = os.path.basename(path)
             if not (name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")):
                 skipped.append((path, "not an image file"))
