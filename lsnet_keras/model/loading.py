@@ -13,11 +13,9 @@ from lsnet_keras.errors import LSNetError
 from lsnet_keras.io import atomic_path, require_file
 from lsnet_keras.model.lsnet import LSNet, build_variant
 from lsnet_keras.model.reparam import reparameterize
+from lsnet_keras.model.serialization import PACKAGE
 from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
 from lsnet_keras.weights.mapping import describe_state_dict, guess_variant, load_weights
-
-# Keras registration packages of the LSNet model classes (float and QAT).
-LSNET_PACKAGES = ("lsnet",)
 
 
 def model_from_checkpoint(checkpoint, variant=None, input_shape=224):
@@ -81,7 +79,7 @@ def load_keras_model(path, lsnet_only=True):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a loadable .keras model ({first})") from None
     registered = keras.saving.get_registered_name(type(model))
-    if lsnet_only and registered.split(">")[0] not in LSNET_PACKAGES:
+    if lsnet_only and registered.split(">")[0] != PACKAGE:  # LSNet or QAT LSNet
         raise CheckpointError(
             f"{path}: a Keras {type(model).__name__} model, not an LSNet "
             "(expected a model saved by lsnet convert, training.train or training.qat)"
