@@ -4,13 +4,13 @@ Example:
     $ lsnet convert --variant lsnet_t --checkpoint lsnet_t.pth --output lsnet_t.keras
 """
 
-import argparse
 import os
 import sys
 
+from lsnet_keras import options
 from lsnet_keras.config import IO_TYPES, PRECISIONS, TARGETS
 from lsnet_keras.console import native_logs_silenced, quiet_tensorflow_logging
-from lsnet_keras.errors import LSNetError
+from lsnet_keras.errors import LSNetError, run_command
 
 
 def _convert(args):
@@ -54,6 +54,12 @@ def _export(args):
 
     if not (args.output or args.android_assets):
         raise LSNetError("give --output FILE.tflite (or --android-assets DIR)")
+    from lsnet_keras.io import refuse_existing, require_folder
+
+    if args.output:
+        refuse_existing([args.output], args.force)  # before the slow part
+    if args.calibration:
+        require_folder(args.calibration, "calibration")
     model = _load_keras_model(args)
     calibration = None
     if args.android_assets:
@@ -98,11 +104,14 @@ def _predict(args):
     from lsnet_keras.preprocess import eval_crop, load_image
 
     classifier = TFLiteClassifier(args.model, num_threads=args.threads, delegate=args.delegate)
+    top_k = args.top_k or min(5, classifier.num_classes)
+    if top_k > classifier.num_classes:
+        raise LSNetError(f"--top-k {top_k}: the model has {classifier.num_classes} classes")
     labels = labels_for(args.model, classifier.num_classes, args.labels)
     print(f"{args.model}: {classifier.runtime}, input {classifier.input_description()}")
     for image_path in args.images:
         pixels = eval_crop(load_image(image_path), classifier.height, classifier.width)
-        top, seconds = classifier.classify_timed(pixels, args.top_k)
+        top, seconds = classifier.classify_timed(pixels, top_k)
         print(f"{image_path}: {seconds * 1000:.1f} ms")
         for index, probability in top:
             print(f"  {probability:7.4f}  {labels[index]}")
@@ -111,7 +120,7 @@ def _predict(args):
 def _android_golden(args):
     from lsnet_keras.litert.android import write_golden
 
-    print(f"wrote {write_golden(args.model, args.image, args.output)}")
+    print(f"wrote {write_golden(args.model, args.image, args.output, overwrite=args.force)}")
 
 
 def _edgetpu_check(args):
@@ -168,21 +177,24 @@ def build_parser():
         >>> build_parser().parse_args(args).img_size
         224
     """
-    parser = argparse.ArgumentParser(prog="lsnet", description=__doc__.splitlines()[0])
+    parser = options.ArgumentParser(prog="lsnet", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     convert = commands.add_parser(
         "convert", help="official checkpoint (.pth / .safetensors) -> .keras model"
     )
     _add_weights(convert, required=True)
-    convert.add_argument("--output", required=True, help="the .keras file to write")
+    convert.add_argument(
+        "--output", required=True, type=options.output_file(".keras"), help="the .keras file"
+    )
     convert.add_argument(
         "--variant",
+        type=options.variant,
         help="lsnet_t, lsnet_s, lsnet_b (+ _distill); default: recognized from the checkpoint",
     )
     convert.add_argument(
         "--img-size",
-        type=int,
+        type=options.IMAGE_SIZE,
         default=224,
         help="input size to build for (attention biases are resized); default 224",
     )
@@ -194,9 +206,13 @@ def build_parser():
 
     export = commands.add_parser("export", help=".keras / checkpoint -> builtins-only .tflite")
     export.add_argument("model", nargs="?", help="a .keras file (or use --variant/--checkpoint)")
-    export.add_argument("--variant", help="lsnet_t, lsnet_s, lsnet_b (+ _distill)")
+    export.add_argument(
+        "--variant", type=options.variant, help="lsnet_t, lsnet_s, lsnet_b (+ _distill)"
+    )
     _add_weights(export)
-    export.add_argument("--img-size", type=int, default=224, help="input size; default 224")
+    export.add_argument(
+        "--img-size", type=options.IMAGE_SIZE, default=224, help="input size; default 224"
+    )
     export.add_argument("--precision", choices=PRECISIONS, default="fp32")
     export.add_argument("--target", choices=TARGETS, default="cpu")
     export.add_argument(
@@ -208,7 +224,9 @@ def build_parser():
         action="store_true",
         help="the model takes uint8 RGB crops and normalizes inside",
     )
-    export.add_argument("--output", help="the .tflite file to write")
+    export.add_argument(
+        "--output", type=options.output_file(".tflite"), help="the .tflite file to write"
+    )
     export.add_argument(
         "--android-assets",
         metavar="DIR",
@@ -221,8 +239,10 @@ def build_parser():
     predict = commands.add_parser("predict", help="top-5 labels and latency of a .tflite model")
     predict.add_argument("model", help="a .tflite classifier")
     predict.add_argument("images", nargs="+", help="image files")
-    predict.add_argument("--top-k", type=int, default=5)
-    predict.add_argument("--threads", type=int, default=None)
+    predict.add_argument(
+        "--top-k", type=options.POSITIVE, help="how many classes to show (default 5 or fewer)"
+    )
+    predict.add_argument("--threads", type=options.THREADS, default=None)
     predict.add_argument("--delegate", choices=["edgetpu"], help="load libedgetpu (Coral)")
     predict.add_argument("--labels", help="labels file, one per line (default: the model's)")
     predict.set_defaults(run=_predict)
@@ -233,6 +253,7 @@ def build_parser():
     golden.add_argument("model", help="an exported .tflite classifier")
     golden.add_argument("image", help="an image (official resize + center crop is applied)")
     golden.add_argument("--output", required=True, help="the golden directory to write")
+    golden.add_argument("--force", action="store_true", help="replace existing golden files")
     golden.set_defaults(run=_android_golden)
 
     check = commands.add_parser(
@@ -244,17 +265,19 @@ def build_parser():
     pipeline = commands.add_parser(
         "pipeline", help="export fp32/int8/fp16-GPU/int8-Edge TPU, verify, benchmark, report"
     )
-    pipeline.add_argument("--variant", default="lsnet_t", help="lsnet_t, lsnet_s, lsnet_b")
+    pipeline.add_argument(
+        "--variant", type=options.variant, default="lsnet_t", help="lsnet_t, lsnet_s, lsnet_b"
+    )
     _add_weights(
         pipeline,
         default="imagenet",
         extra="; default imagenet (random weights when the hub cannot be reached), or random",
     )
-    pipeline.add_argument("--img-size", type=int, default=224)
+    pipeline.add_argument("--img-size", type=options.IMAGE_SIZE, default=224)
     pipeline.add_argument("--calibration", help="folder of images for int8 calibration")
     pipeline.add_argument("--output-dir", default="lsnet_out")
-    pipeline.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    pipeline.add_argument("--runs", type=int, default=20, help="timed runs per model")
+    pipeline.add_argument("--threads", type=options.THREADS, nargs="+", default=[1, 2])
+    pipeline.add_argument("--runs", type=options.POSITIVE, default=20, help="timed runs per model")
     pipeline.add_argument("--force", action="store_true", help="replace existing files")
     pipeline.set_defaults(run=_pipeline)
     return parser
@@ -268,11 +291,7 @@ def main(argv=None):
         2
     """
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args) or 0
-    except LSNetError as err:
-        print(f"lsnet {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(f"lsnet {args.command}", args.run, args)
 
 
 def console():

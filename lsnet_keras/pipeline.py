@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from lsnet_keras.io import atomic_path, refuse_existing
+from lsnet_keras.io import atomic_path, outputs_removed_on_failure, refuse_existing
 from lsnet_keras.litert.calibration import builtin_images, folder_images
 from lsnet_keras.litert.edgetpu_check import check_edgetpu, summary_line
 from lsnet_keras.litert.export import export_tflite
@@ -175,6 +175,14 @@ def run_pipeline(
     report_path = os.path.join(output_dir, f"{variant}_report.json")
     refuse_existing([*paths.values(), report_path], overwrite)  # before any work
     os.makedirs(output_dir, exist_ok=True)
+    with outputs_removed_on_failure([*paths.values(), report_path]):  # rerun-able on failure
+        return _run(
+            variant, weights, use_ema, paths, report_path, img_size, calibration_dir, threads, runs
+        )
+
+
+def _run(variant, weights, use_ema, paths, report_path, img_size, calibration_dir, threads, runs):
+    """run_pipeline after its checks: build, export, verify, benchmark, write the report."""
     model, weights = _load_model(variant, weights, img_size, use_ema)
     deployed = reparameterize(model)
     calibration = (
@@ -195,9 +203,7 @@ def run_pipeline(
     for name, options in EXPORTS.items():
         path = paths[name]
         start = time.perf_counter()
-        data = export_tflite(
-            deployed, path, calibration=calibration, overwrite=overwrite, **options
-        )
+        data = export_tflite(deployed, path, calibration=calibration, overwrite=True, **options)
         _log(f"exported {path} in {time.perf_counter() - start:.0f} s")
         outputs = _outputs(TFLiteClassifier(path), held_out)
         entry = {

@@ -11,12 +11,14 @@ Example:
 """
 
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import require_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # The evaluation crop's side over the resized shorter side (224 / 256). Exports store it in the
@@ -29,6 +31,85 @@ class ImageError(LSNetError):
     """An image file that cannot be read (one-line message naming the file)."""
 
 
+class ImageTooLarge(ImageError):
+    """An image refused from its header: too many pixels or too elongated to decode."""
+
+
+# Images are refused before decoding beyond Pillow's decompression-bomb limit (about 89
+# megapixels) or a 50:1 aspect ratio (its shorter side resized to 256 would not fit in memory).
+MAX_ASPECT_RATIO = 50
+# Modes whose samples are 16-bit: scaled to 8 bits (Pillow's convert("RGB") would clip them).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def max_image_pixels():
+    """The pixel budget of one image: Pillow's `Image.MAX_IMAGE_PIXELS` (None: no limit)."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def check_image_size(size, path):
+    """Raise ImageError if an image of `size` (width, height) is too large or too elongated.
+
+    Example:
+        >>> check_image_size((1, 100), "thin.png")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.preprocess.ImageTooLarge: thin.png: 1x100 pixels: aspect ratio over 50:1
+    """
+    width, height = size
+    budget = max_image_pixels()
+    if width < 1 or height < 1:
+        raise ImageError(f"{path}: empty image ({width}x{height} pixels)")
+    if budget and width * height > budget:
+        raise ImageTooLarge(
+            f"{path}: {width}x{height} pixels is over the limit of {budget:,} pixels "
+            "(PIL.Image.MAX_IMAGE_PIXELS)"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageTooLarge(
+            f"{path}: {width}x{height} pixels: aspect ratio over {MAX_ASPECT_RATIO}:1"
+        )
+
+
+def to_rgb(image):
+    """A PIL image of any mode as 8-bit RGB: 16-bit samples scaled (not clipped) to 8 bits.
+
+    Example:
+        >>> to_rgb(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0))
+        (255, 255, 255)
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    return image.convert("RGB")
+
+
+def open_image(source, path=None, decode=True):
+    """Decode an image file or file object to RGB, or raise ImageError naming `path`.
+
+    The header is checked (`check_image_size`) before any pixel is decoded; `decode=False`
+    only checks it (returns None).
+
+    Example:
+        >>> open_image("../shared/reference/preprocess.png").mode
+        'RGB'
+    """
+    path = os.fspath(source) if path is None else path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                check_image_size(image.size, path)
+                return to_rgb(image) if decode else None
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(
+            f"{path}: over the limit of {max_image_pixels():,} pixels (PIL.Image.MAX_IMAGE_PIXELS)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: not a readable image ({err})") from None
+
+
 def load_image(path):
     """Open an image file as an RGB PIL image, or raise ImageError naming the file.
 
@@ -36,14 +117,11 @@ def load_image(path):
         >>> load_image("../shared/reference/preprocess.png").mode
         'RGB'
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageError(f"{path}: image file not found")
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ImageError(f"{path}: not a readable image ({err})") from None
+        path = require_file(path, "image")
+    except LSNetError as err:
+        raise ImageError(str(err)) from None
+    return open_image(path)
 
 
 def resize_shorter_side(image, size):

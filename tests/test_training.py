@@ -159,13 +159,17 @@ def test_missing_train_extra_is_a_one_line_error(run, tmp_path, monkeypatch):
 def test_command_line_errors_are_one_line(tmp_path, capsys):
     args = ["--data-dir", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]
     assert train_cli.main(args) == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: data folder not found\n"
+    assert capsys.readouterr().err == (
+        f"python -m training.train: error: {tmp_path / 'missing'}: data folder not found\n"
+    )
     make_image_folder(tmp_path / "data", classes=2, per_class=2)
     args = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
     assert train_cli.main(args + ["--batch-size", "64"]) == 2
     assert "fewer than one batch of 64: lower --batch-size" in capsys.readouterr().err
     assert evaluate_cli.main(["--data-dir", str(tmp_path / "data"), "--model", "nope.keras"]) == 2
-    assert capsys.readouterr().err == "error: nope.keras: model file not found\n"
+    assert capsys.readouterr().err == (
+        "python -m training.evaluate: error: nope.keras: model file not found\n"
+    )
 
 
 def test_schedule_and_clipping_axes():

@@ -5,14 +5,14 @@ Example:
     flowers val: top-1 91.20%  top-5 99.40%  (500 images)
 """
 
-import argparse
 import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from lsnet_keras.errors import LSNetError  # noqa: E402
+from lsnet_keras import options  # noqa: E402
+from lsnet_keras.errors import run_command  # noqa: E402
 
 
 def build_parser():
@@ -22,16 +22,21 @@ def build_parser():
         >>> build_parser().parse_args(["--data-dir", "d", "--model", "m.keras"]).batch_size
         64
     """
-    parser = argparse.ArgumentParser(
+    parser = options.ArgumentParser(
         prog="python -m training.evaluate", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--data-dir", required=True, help="val/ class folders, TFRecords or TFDS")
     parser.add_argument("--model", required=True, help="a .keras or .tflite classifier")
-    parser.add_argument("--batch-size", type=int, default=64, help=".keras models (default 64)")
-    parser.add_argument("--threads", type=int, help=".tflite interpreter threads")
+    parser.add_argument(
+        "--batch-size", type=options.POSITIVE, default=64, help=".keras models (default 64)"
+    )
+    parser.add_argument("--threads", type=options.THREADS, help=".tflite interpreter threads")
     parser.add_argument("--strict", action="store_true", help="fail on unreadable images")
-    parser.add_argument("--label-offset", type=int, default=0, help="for TFRecord labels")
-    parser.add_argument("--json", help="also write the metrics to this JSON file")
+    parser.add_argument("--label-offset", type=options.COUNT, default=0, help="for TFRecord labels")
+    parser.add_argument(
+        "--json", type=options.output_file(".json"), help="also write the metrics to this file"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     return parser
 
 
@@ -72,21 +77,22 @@ def main(argv=None):
         0
     """
     args = build_parser().parse_args(argv)
-    try:
-        metrics = evaluate(args)
-    except LSNetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command("python -m training.evaluate", _run, args)
+
+
+def _run(args):
+    from lsnet_keras.io import atomic_path, refuse_existing
+
+    if args.json:
+        refuse_existing([args.json], args.force)  # before the slow part
+    metrics = evaluate(args)
     print(
         f"{args.data_dir} val: top-1 {100 * metrics['top1']:.2f}%  "
         f"top-5 {100 * metrics['top5']:.2f}%  ({metrics['count']} images)"
     )
     if args.json:
-        from lsnet_keras.io import atomic_path
-
-        with atomic_path(args.json, overwrite=True) as tmp, open(tmp, "w") as f:
+        with atomic_path(args.json, overwrite=args.force) as tmp, open(tmp, "w") as f:
             json.dump(metrics, f, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from lsnet_keras import options  # noqa: E402
 from lsnet_keras.litert.export import export_tflite  # noqa: E402
 from lsnet_keras.model.loading import load_keras_model  # noqa: E402
 from lsnet_keras.quantization.qat_model import quantize_model  # noqa: E402
@@ -63,7 +64,12 @@ def build_parser():
     add = parser.add_argument
     add("--target", choices=("cpu", "gpu", "edgetpu"), default="cpu", help="int8 graph layout")
     add("--float-layers", nargs="*", default=[], help="blocks / head kept in float (globs)")
-    add("--weight-bits", type=int, default=8, help="8..5 (int8 storage) or 4 (int4, CPU only)")
+    add(
+        "--weight-bits",
+        type=options.int_range(4, 8),
+        default=8,
+        help="8..5 (int8 storage) or 4 (int4, CPU only)",
+    )
     add("--distill", action="store_true", help="distill from the float model (soft targets)")
     add("--export-io", choices=("float32", "int8", "uint8"), default="uint8", help="int8 I/O")
     return parser
@@ -129,7 +135,7 @@ class QATTrainer(Trainer):
         self.train_model = self.model
         self.teacher = float_model if c.distill else None
         if c.teacher:
-            self.teacher = load_keras_model(c.teacher)
+            self.teacher = load_keras_model(c.teacher, lsnet_only=False)
         if self.teacher is not None:
             self.teacher.trainable = False
         self.ema = None
@@ -166,7 +172,11 @@ def main(argv=None):
         0
     """
     args = build_parser().parse_args(argv)
-    return run(args, lambda strategy: QATTrainer(qat_config(args), strategy).fit())
+    return run(
+        args,
+        lambda strategy: QATTrainer(qat_config(args), strategy).fit(),
+        "python -m training.qat",
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from lsnet_keras.errors import LSNetError  # noqa: E402
+from lsnet_keras import options  # noqa: E402
+from lsnet_keras.errors import run_command  # noqa: E402
 
 
 def build_parser():
@@ -25,17 +26,17 @@ def build_parser():
         >>> build_parser().parse_args(["--data-dir", "d", "--output-dir", "o"]).batch_size
         256
     """
-    parser = argparse.ArgumentParser(
+    parser = options.ArgumentParser(
         prog="python -m training.train", description=__doc__.split("\n")[0]
     )
     add = parser.add_argument
     add("--data-dir", required=True, help="train/ + val/ class folders, TFRecords or TFDS")
     add("--output-dir", required=True, help="checkpoints, logs, curves.png, .keras models")
-    add("--model", default="lsnet_t", help="lsnet_t | lsnet_s | lsnet_b, or a JSON architecture")
-    add("--epochs", type=int, default=300)
-    add("--batch-size", type=int, default=256, help="global batch (official: 8 x 256 = 2048)")
-    add("--img-size", type=int, default=224)
-    add("--num-classes", type=int, help="default: the number of class folders")
+    add("--model", type=_model, default="lsnet_t", help="lsnet_t | lsnet_s | lsnet_b, or JSON")
+    add("--epochs", type=options.POSITIVE, default=300)
+    add("--batch-size", type=options.POSITIVE, default=256, help="global (official 8 x 256)")
+    add("--img-size", type=options.IMAGE_SIZE, default=224)
+    add("--num-classes", type=options.POSITIVE, help="default: the number of class folders")
     add("--resume", action="store_true", help="continue from the latest checkpoint")
     add(
         "--finetune",
@@ -44,55 +45,61 @@ def build_parser():
     )
     add("--freeze-backbone", action="store_true", help="train only the head(s)")
     add("--distill-teacher", help="a .keras teacher: hard distillation (official alpha 0.5)")
-    add("--distill-alpha", type=float, default=0.5)
+    add("--distill-alpha", type=options.PROBABILITY, default=0.5)
     add(
         "--teacher-input",
         choices=("normalized", "pixels"),
         default="normalized",
         help="what the teacher takes: ImageNet-normalized images or 0-255 pixels",
     )
-    add("--lr", type=float, default=1e-3, help="for a global batch of 512, scaled linearly")
-    add("--min-lr", type=float, default=1e-5)
-    add("--warmup-lr", type=float, default=1e-6)
-    add("--warmup-epochs", type=int, default=5)
-    add("--weight-decay", type=float, help="default 0.025 (0.05 for lsnet_b)")
-    add("--clip-grad", type=float, default=0.02, help="adaptive gradient clipping; 0: off")
+    add("--lr", type=POSITIVE_RATE, default=1e-3, help="for a global batch of 512, scaled")
+    add("--min-lr", type=options.NON_NEGATIVE, default=1e-5)
+    add("--warmup-lr", type=options.NON_NEGATIVE, default=1e-6)
+    add("--warmup-epochs", type=options.COUNT, default=5)
+    add("--weight-decay", type=options.NON_NEGATIVE, help="default 0.025 (0.05 for lsnet_b)")
+    add("--clip-grad", type=options.NON_NEGATIVE, default=0.02, help="adaptive clipping; 0: off")
     add("--no-model-ema", dest="model_ema", action="store_false")
-    add("--model-ema-decay", type=float, default=0.99996)
+    add("--model-ema-decay", type=options.PROBABILITY, default=0.99996)
     add("--aa", default="rand-m9-mstd0.5-inc1", help="RandAugment policy, or none")
-    add("--reprob", type=float, default=0.25, help="random erasing probability")
-    add("--mixup", type=float, default=0.8)
-    add("--cutmix", type=float, default=1.0)
-    add("--mixup-prob", type=float, default=1.0)
-    add("--mixup-switch-prob", type=float, default=0.5)
-    add("--smoothing", type=float, default=0.1)
-    add("--repeated-aug", type=int, default=3, help="copies per image (1: off)")
+    add("--reprob", type=options.PROBABILITY, default=0.25, help="random erasing probability")
+    add("--mixup", type=options.NON_NEGATIVE, default=0.8)
+    add("--cutmix", type=options.NON_NEGATIVE, default=1.0)
+    add("--mixup-prob", type=options.PROBABILITY, default=1.0)
+    add("--mixup-switch-prob", type=options.PROBABILITY, default=0.5)
+    add("--smoothing", type=options.PROBABILITY, default=0.1)
+    add("--repeated-aug", type=options.POSITIVE, default=3, help="copies per image (1: off)")
     add("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default="default")
     add("--tpu", help="TPU name or address for --strategy tpu (default: the local TPU VM)")
-    add("--cpu-replicas", type=int, default=0, help="split the CPU into N devices (testing)")
+    add("--cpu-replicas", type=options.COUNT, default=0, help="split the CPU into N (testing)")
     add("--sync-bn", action="store_true", help="BatchNorm statistics over all replicas")
     add("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32")
-    add("--save-every", type=int, default=1000, help="checkpoint every N steps (and each epoch)")
-    add("--keep-checkpoints", type=int, default=3)
-    add("--log-every", type=int, default=50, help="TensorBoard scalars every N steps")
-    add("--eval-batch-size", type=int)
-    add("--seed", type=int, default=0)
+    add("--save-every", type=options.POSITIVE, default=1000, help="checkpoint every N steps")
+    add("--keep-checkpoints", type=options.POSITIVE, default=3)
+    add("--log-every", type=options.POSITIVE, default=50, help="TensorBoard scalars every N steps")
+    add("--eval-batch-size", type=options.POSITIVE)
+    add("--seed", type=options.COUNT, default=0)
     add("--strict", action="store_true", help="fail on unreadable files instead of skipping")
-    add("--label-offset", type=int, default=0, help="subtracted from TFRecord labels")
+    add("--label-offset", type=options.COUNT, default=0, help="subtracted from TFRecord labels")
     add("--deterministic", action="store_true", help="deterministic TensorFlow ops (slower)")
     return parser
 
 
+POSITIVE_RATE = options.float_range(1e-12)
+
+
 def _model(text):
     """A variant name, or a JSON object of LSNet arguments ({"embed_dim": [...], ...})."""
-    if not text.lstrip().startswith("{"):
-        return text
+    if not text.lstrip().startswith(("{", "[")):
+        return options.variant(text)
     import json
 
     try:
-        return json.loads(text)
+        architecture = json.loads(text)
     except json.JSONDecodeError as err:
-        raise LSNetError(f"--model: not a variant name nor valid JSON ({err})") from None
+        raise argparse.ArgumentTypeError(f"not a variant name nor valid JSON ({err})") from None
+    if not isinstance(architecture, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object of LSNet arguments")
+    return architecture
 
 
 def config_from_args(args):
@@ -118,7 +125,7 @@ def config_from_args(args):
     return TrainConfig(
         data_dir=args.data_dir,
         output_dir=args.output_dir,
-        model=_model(args.model),
+        model=args.model,
         epochs=args.epochs,
         batch_size=args.batch_size,
         img_size=args.img_size,
@@ -151,7 +158,7 @@ def config_from_args(args):
     )
 
 
-def run(args, fit):
+def run(args, fit, prog="python -m training.train"):
     """Make the `--strategy`, seed and make ops deterministic if `--deterministic`, then call
     `fit(strategy)`; returns the exit status (2 after a one-line error). Shared by
     `training.train` and `training.qat`.
@@ -161,7 +168,8 @@ def run(args, fit):
         ...     lambda strategy: None)  # doctest: +SKIP
         0
     """
-    try:
+
+    def start():
         from lsnet_keras.training.distribute import make_strategy
 
         # The strategy first: logical devices and collectives must precede other TF work.
@@ -173,10 +181,8 @@ def run(args, fit):
             keras.utils.set_random_seed(args.seed)
             tf.config.experimental.enable_op_determinism()
         fit(strategy)
-    except LSNetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(prog, start)
 
 
 def main(argv=None):
@@ -186,10 +192,14 @@ def main(argv=None):
         >>> main(["--data-dir", "flowers", "--output-dir", "runs/f"])  # doctest: +SKIP
         0
     """
-    from lsnet_keras.training.trainer import train
-
     args = build_parser().parse_args(argv)
-    return run(args, lambda strategy: train(config_from_args(args), strategy))
+
+    def fit(strategy):
+        from lsnet_keras.training.trainer import train
+
+        train(config_from_args(args), strategy)
+
+    return run(args, fit)
 
 
 if __name__ == "__main__":

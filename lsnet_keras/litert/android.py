@@ -20,7 +20,7 @@ import numpy as np
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.io import atomic_path
+from lsnet_keras.io import atomic_path, outputs_removed_on_failure, refuse_existing
 from lsnet_keras.litert.export import default_labels, export_tflite
 from lsnet_keras.litert.metadata import MetadataError, read_metadata
 from lsnet_keras.litert.runtime import TFLiteClassifier
@@ -39,19 +39,21 @@ def write_android_assets(model, folder, calibration=None, labels=None, overwrite
         >>> sorted(write_android_assets(model, "/tmp/assets"))  # doctest: +SKIP
         ['labels.txt', 'lsnet_fp16.tflite', 'lsnet_int8.tflite']
     """
+    names = [*ANDROID_MODELS, "labels.txt"]
+    paths = [os.path.join(folder, name) for name in names]
+    refuse_existing(paths, overwrite)  # before any work
     os.makedirs(folder, exist_ok=True)
     labels = default_labels(model.num_classes) if labels is None else list(labels)
-    written = []
-    for name, options in ANDROID_MODELS.items():
-        path = os.path.join(folder, name)
-        export_tflite(
-            model, path, calibration=calibration, labels=labels, overwrite=overwrite, **options
-        )
-        written.append(name)
-    with atomic_path(os.path.join(folder, "labels.txt"), overwrite=overwrite) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(labels) + "\n")
-    return written + ["labels.txt"]
+    with outputs_removed_on_failure(paths):  # a failure part-way does not block a rerun
+        for name, options in ANDROID_MODELS.items():
+            path = os.path.join(folder, name)
+            export_tflite(
+                model, path, calibration=calibration, labels=labels, overwrite=overwrite, **options
+            )
+        with atomic_path(os.path.join(folder, "labels.txt"), overwrite=overwrite) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("\n".join(labels) + "\n")
+    return names
 
 
 def _quantized_input(pixels, dtype, scale, zero_point):
@@ -93,15 +95,28 @@ def _model_crop_fraction(model_path):
     return model_bytes, crop_fraction
 
 
-def write_golden(model_path, image_path, folder):
+GOLDEN_FILES = (
+    "meta.json",
+    "input_argb.bin",
+    "expected_input.bin",
+    "raw_output.bin",
+    "expected_top5.json",
+    "model.tflite",
+    "photo.png",
+)
+
+
+def write_golden(model_path, image_path, folder, overwrite=False):
     """Write the GOLDEN.md directory for `model_path` run on `image_path` (official crop).
 
     The photo as decoded (PNG) and the model go in too: the Kotlin side crops the same pixels
-    with the crop fraction it reads from the model.
+    with the crop fraction it reads from the model. Existing golden files are replaced only
+    with `overwrite`; a failure part-way leaves none.
 
     Example:
         >>> write_golden("lsnet_int8.tflite", "cat.png", "/tmp/golden_int8")  # doctest: +SKIP
     """
+    refuse_existing([os.path.join(folder, name) for name in GOLDEN_FILES], overwrite)
     classifier = TFLiteClassifier(model_path)  # first: one-line errors for a missing or bad file
     model_bytes, crop_fraction = _model_crop_fraction(model_path)
     details, output = classifier.input, classifier.output
@@ -148,10 +163,11 @@ def write_golden(model_path, image_path, folder):
         "model.tflite": model_bytes,
         "photo.png": _png(photo),
     }
-    for name, data in files.items():
-        with atomic_path(os.path.join(folder, name), overwrite=True) as tmp:
-            with open(tmp, "wb") as f:
-                f.write(data)
+    with outputs_removed_on_failure([os.path.join(folder, name) for name in GOLDEN_FILES]):
+        for name in GOLDEN_FILES:
+            with atomic_path(os.path.join(folder, name), overwrite=True) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(files[name])
     return folder
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import require_folder, walk_files
 from lsnet_keras.preprocess import IMAGE_EXTENSIONS, eval_crop, load_image
 
 
@@ -48,15 +49,12 @@ def folder_images(folder, size=224, limit=100):
         ...
         lsnet_keras.errors.LSNetError: /nonexistent: calibration folder not found
     """
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise LSNetError(f"{folder}: calibration folder not found")
-    paths = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(folder)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    folder = require_folder(folder, "calibration")
+    paths = [
+        path
+        for path in walk_files(folder, [])
+        if path.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(path)
+    ]
     if not paths:
         raise LSNetError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder")
     return np.stack([np.asarray(eval_crop(load_image(p), size)) for p in paths[:limit]])

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import require_file
 from lsnet_keras.litert import edgetpu_rules as rules
 from lsnet_keras.litert.graph import Tensor, TFLiteFileError, read_graph
 
@@ -115,10 +116,11 @@ class _OpView:
 def _read(path_or_bytes):
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         return bytes(path_or_bytes), "<bytes>"
-    path = Path(path_or_bytes)
-    if not path.is_file():
-        raise EdgeTpuCheckError(f"{path}: file not found")
-    return path.read_bytes(), str(path)
+    try:
+        path = require_file(path_or_bytes, "model")
+    except LSNetError as err:
+        raise EdgeTpuCheckError(str(err)) from None
+    return Path(path).read_bytes(), path
 
 
 def _parse(data, label):

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import require_file
 
 
 def imagenet_labels():
@@ -34,7 +35,7 @@ def labels_for(model_path, num_classes, labels_path=None):
         ['tench', 'goldfish']
     """
     if labels_path is not None:
-        labels, source = Path(labels_path).read_text("utf-8").splitlines(), labels_path
+        labels, source = _read_labels(labels_path), labels_path
     else:
         labels, source = _packed_labels(Path(model_path).read_bytes()), model_path
         if labels is None:
@@ -44,6 +45,15 @@ def labels_for(model_path, num_classes, labels_path=None):
     if len(labels) != num_classes:
         raise LSNetError(f"{source}: {len(labels)} labels for {num_classes} classes")
     return labels
+
+
+def _read_labels(path):
+    """The lines of a UTF-8 labels file, or LSNetError naming the file."""
+    path = require_file(path, "labels")
+    try:
+        return Path(path).read_text("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise LSNetError(f"{path}: not a UTF-8 text file of labels ({err.reason})") from None
 
 
 def _packed_labels(model_bytes):

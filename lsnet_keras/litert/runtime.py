@@ -10,13 +10,13 @@ Example:
     [(281, 0.62)]
 """
 
-import os
 import time
 
 import numpy as np
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import require_file
 
 EDGETPU_LIBRARY = {
     "Linux": "libedgetpu.so.1",
@@ -81,9 +81,7 @@ class TFLiteClassifier:
     """
 
     def __init__(self, path, num_threads=None, delegate=None, mean=None, std=None):
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise LSNetError(f"{path}: model file not found")
+        path = require_file(path, "model")
         self.runtime, module = interpreter_module()
         delegates = _load_delegates(module, delegate)  # its own error, not "not loadable"
         try:
@@ -95,6 +93,7 @@ class TFLiteClassifier:
             raise LSNetError(f"{path}: not a loadable .tflite model ({err})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+        _check_classifier(path, self.input, self.output)
         self.height, self.width = (int(s) for s in self.input["shape"][1:3])
         default_mean, default_std = self._default_normalization()
         self.mean = np.array(mean if mean is not None else default_mean, "float32")
@@ -162,6 +161,30 @@ class TFLiteClassifier:
     def classify(self, pixels, top_k=5):
         """Top-k (class index, probability) of an RGB crop at the model's size."""
         return self.classify_timed(pixels, top_k)[0]
+
+
+def _shape_text(details):
+    return "x".join(str(int(s)) for s in details["shape"]) or "scalar"
+
+
+def _check_classifier(path, input_details, output_details):
+    """An image classifier takes one NHWC RGB image (1, H, W, 3) and gives (1, classes)."""
+    shape = tuple(int(s) for s in input_details["shape"])
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or min(shape) < 1:
+        raise LSNetError(
+            f"{path}: input is {_shape_text(input_details)}; expected one RGB image in NHWC "
+            "layout, 1xHxWx3"
+        )
+    if input_details["dtype"] not in (np.float32, np.uint8, np.int8):
+        raise LSNetError(
+            f"{path}: input type is {np.dtype(input_details['dtype']).name}; expected float32, "
+            "uint8 or int8"
+        )
+    out = tuple(int(s) for s in output_details["shape"])
+    if len(out) != 2 or out[0] != 1 or out[1] < 1:
+        raise LSNetError(
+            f"{path}: output is {_shape_text(output_details)}; expected class scores, 1xN"
+        )
 
 
 def softmax(logits):

@@ -7,9 +7,13 @@ Example:
     'lsnet_t'
 """
 
-from lsnet_keras.io import atomic_path
+import numpy as np
+
+from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import atomic_path, require_file
 from lsnet_keras.model.lsnet import LSNet, build_variant
 from lsnet_keras.model.reparam import reparameterize
+from lsnet_keras.model.serialization import PACKAGE
 from lsnet_keras.weights.checkpoint import CheckpointError
 from lsnet_keras.weights.hub import read_weights
 from lsnet_keras.weights.mapping import describe_state_dict, guess_variant, load_weights
@@ -57,8 +61,11 @@ def model_from_checkpoint(checkpoint, variant=None, input_shape=224, use_ema=Fal
     return model
 
 
-def load_keras_model(path):
-    """Load a `.keras` LSNet with a one-line error for a missing or unreadable file.
+def load_keras_model(path, lsnet_only=True):
+    """Load a `.keras` LSNet with a one-line error for a missing, unreadable or wrong file.
+
+    `lsnet_only`: refuse a valid Keras model that is not an LSNet (float or QAT); a teacher for
+    distillation may be any classifier. Weights that are NaN or infinite are refused.
 
     Example:
         >>> load_keras_model("missing.keras")
@@ -66,20 +73,29 @@ def load_keras_model(path):
         ...
         lsnet_keras.weights.checkpoint.CheckpointError: missing.keras: model file not found
     """
-    import os
-
     import keras
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: model file not found")
+    try:
+        path = require_file(path, "model")
+    except LSNetError as err:
+        raise CheckpointError(str(err)) from None
     if not path.endswith(".keras"):
         raise CheckpointError(f"{path}: expected a .keras model file")
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as err:  # Keras raises many types for damaged archives
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a loadable .keras model ({first})") from None
+    registered = keras.saving.get_registered_name(type(model))
+    if lsnet_only and registered.split(">")[0] != PACKAGE:  # LSNet or QAT LSNet
+        raise CheckpointError(
+            f"{path}: a Keras {type(model).__name__} model, not an LSNet "
+            "(expected a model saved by lsnet convert, training.train or training.qat)"
+        )
+    for variable in model.weights:
+        if not np.isfinite(np.asarray(variable)).all():
+            raise CheckpointError(f"{path}: weight {variable.path} holds NaN or infinite values")
+    return model
 
 
 def convert_checkpoint(

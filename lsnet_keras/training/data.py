@@ -33,10 +33,17 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.preprocess import IMAGE_EXTENSIONS, ImageError, eval_transform, load_image
+from lsnet_keras.io import require_folder, walk_files
+from lsnet_keras.preprocess import (
+    IMAGE_EXTENSIONS,
+    ImageError,
+    ImageTooLarge,
+    eval_transform,
+    load_image,
+    open_image,
+)
 from lsnet_keras.training.augment import Augment, decode_image, mix_batch, train_transform
 
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation")}
@@ -97,6 +104,17 @@ def _verify_pil(paths):
         return {i for i, ok in enumerate(pool.map(readable, paths)) if ok}
 
 
+def _within_budget(path):
+    """False for an image whose header gives an absurd size (it is never decoded)."""
+    try:
+        open_image(path, decode=False)
+    except ImageTooLarge:
+        return False
+    except ImageError:  # not readable by PIL: the split's decoder decides
+        return True
+    return True
+
+
 def scan_image_folder(root, class_names=None, strict=False, reader="tf"):
     """(paths, labels, class_names, skipped) of `root/<class>/<image>`.
 
@@ -122,14 +140,22 @@ def scan_image_folder(root, class_names=None, strict=False, reader="tf"):
     paths, labels, skipped = [], [], []
     for folder in folders:
         label = names.index(folder)
-        for dirpath, _, files in sorted(os.walk(os.path.join(root, folder), followlinks=True)):
-            for name in sorted(files):
-                path = os.path.join(dirpath, name)
-                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                    paths.append(path)
-                    labels.append(label)
-                else:
-                    skipped.append((path, "not an image file"))
+        for path in walk_files(os.path.join(root, folder), skipped):
+            name = os.path.basename(path)
+            if not (name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")):
+                skipped.append((path, "not an image file"))
+            elif not os.path.isfile(path):
+                skipped.append((path, "not a regular file (broken link, pipe or device)"))
+            else:
+                paths.append(path)
+                labels.append(label)
+    with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) * 4)) as pool:
+        fits = list(pool.map(_within_budget, paths))
+    skipped += [
+        (p, "image too large (pixels or aspect ratio)") for p, ok in zip(paths, fits) if not ok
+    ]
+    paths = [p for p, ok in zip(paths, fits) if ok]
+    labels = [label for label, ok in zip(labels, fits) if ok]
     readable = (_verify_tf if reader == "tf" else _verify_pil)(paths) if paths else set()
     skipped += [(p, "unreadable image") for i, p in enumerate(paths) if i not in readable]
     keep = sorted(readable)
@@ -275,9 +301,10 @@ def open_dataset(data_dir, splits=("train", "val"), strict=False, label_offset=0
         ...
         lsnet_keras.training.data.DatasetError: missing: data folder not found
     """
-    data_dir = os.fspath(data_dir)
-    if not os.path.isdir(data_dir):
-        raise DatasetError(f"{data_dir}: data folder not found")
+    try:
+        data_dir = require_folder(data_dir, "data")
+    except LSNetError as err:
+        raise DatasetError(str(err)) from None
     if os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
         return _open_tfds(data_dir)
     if _find(data_dir, "train", "{}-*-of-*") or _find(data_dir, "val", "{}-*-of-*"):
@@ -371,8 +398,7 @@ def train_dataset(split, epoch, steps, batch_size, img_size, num_classes, **opti
 def _eval_image(encoded, label, size):
     if label < 0:
         return np.zeros((size, size, 3), np.float32)
-    with Image.open(io.BytesIO(encoded)) as image:
-        return eval_transform(image.convert("RGB"), size)
+    return eval_transform(open_image(io.BytesIO(encoded), "an evaluation image"), size)
 
 
 def eval_dataset(split, batch_size, img_size, pipeline=(0, 1, 1)):

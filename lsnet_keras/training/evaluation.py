@@ -15,16 +15,17 @@ import io
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-from lsnet_keras.preprocess import eval_crop
+from lsnet_keras.preprocess import eval_crop, open_image
 from lsnet_keras.training.data import DatasetError, eval_dataset
 
 
 def _check_classes(model_classes, num_classes, name):
-    if model_classes < num_classes:
+    """The model must predict exactly the dataset's classes (label i = output i)."""
+    if num_classes and model_classes != num_classes:
         raise DatasetError(
-            f"{name} predicts {model_classes} classes but the dataset has {num_classes}"
+            f"{name} predicts {model_classes} classes but the dataset has {num_classes}: "
+            "its labels would be compared with unrelated outputs"
         )
 
 
@@ -100,12 +101,10 @@ def _split_images(split):
     """(PIL image, label) of every example of a split, in order."""
     if split.paths is not None:
         for path, label in zip(split.paths, split.labels):
-            with Image.open(path) as image:
-                yield image.convert("RGB"), int(label)
+            yield open_image(path), int(label)
     else:
-        for encoded, label in split.records().as_numpy_iterator():
-            with Image.open(io.BytesIO(encoded)) as image:
-                yield image.convert("RGB"), int(label)
+        for index, (encoded, label) in enumerate(split.records().as_numpy_iterator()):
+            yield open_image(io.BytesIO(encoded), f"{split.name} record {index}"), int(label)
 
 
 def evaluate_tflite(path, split, num_threads=None, num_classes=None):

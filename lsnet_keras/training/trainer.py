@@ -28,7 +28,7 @@ import time
 import keras
 import tensorflow as tf
 
-from lsnet_keras.io import atomic_path
+from lsnet_keras.io import atomic_path, require_folder
 from lsnet_keras.model.loading import load_keras_model
 from lsnet_keras.model.lsnet import LSNet
 from lsnet_keras.training.config import PRECISIONS, TrainingError
@@ -99,6 +99,7 @@ class Trainer:
             )
         if c.precision not in PRECISIONS:
             raise TrainingError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        require_folder(c.data_dir, "data")  # before the output folder is made
         if c.teacher_input not in ("normalized", "pixels"):
             raise TrainingError(f"--teacher-input must be normalized or pixels: {c.teacher_input}")
         if not c.resume and tf.train.latest_checkpoint(self.checkpoint_dir):
@@ -169,7 +170,7 @@ class Trainer:
         self.train_model = distillation_heads(self.model) if distill else self.model
         self.teacher = None
         if distill:
-            self.teacher = load_keras_model(c.teacher)
+            self.teacher = load_keras_model(c.teacher, lsnet_only=False)
             self.teacher.trainable = False
             classes = self.teacher.output_shape[-1]
             if classes != self.num_classes:

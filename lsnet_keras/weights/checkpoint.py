@@ -14,19 +14,20 @@ Example:
 """
 
 import argparse
-import os
 import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import require_file
 
 WRAPPER_KEYS = ("model", "state_dict", "model_ema")
 # Non-tensor types allowed in a .pth: what the official main.py saves besides tensors and
 # plain containers ({"model", "optimizer", "lr_scheduler", "epoch", "model_ema", "scaler",
 # "args": argparse.Namespace}). Plain data, no behavior; nothing else is unpickled.
 SAFE_TYPES = (argparse.Namespace,)
+HALF_FLOATS = ("float16", "bfloat16")  # read as float32
 
 
 class CheckpointError(LSNetError):
@@ -50,8 +51,12 @@ def _read_safetensors(path, source):
     from safetensors.numpy import load_file
 
     try:
+        import ml_dtypes  # noqa: F401  (lets NumPy, and so safetensors, hold bfloat16)
+    except ImportError:
+        pass
+    try:
         return load_file(path)
-    except (SafetensorError, OSError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError) as err:
         raise CheckpointError(
             f"{source}: not a valid .safetensors file ({_first_line(err)})"
         ) from None
@@ -66,15 +71,20 @@ def _load_pth(path, source):
             "`pip install 'lsnet-keras[torch]'` (torch==2.13.0, CPU) or convert to .safetensors"
         ) from None
     import pickle
+    import warnings
 
     try:
-        with torch.serialization.safe_globals(list(SAFE_TYPES)):
+        with torch.serialization.safe_globals(list(SAFE_TYPES)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols it may not read
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's message suggests weights_only=False, i.e. running the file's code: never
+        # repeat it; name only what was refused.
         offending = _unsafe_global(err)
         if offending is None:
             raise CheckpointError(
-                f"{source}: not a readable PyTorch checkpoint ({_unpickler_reason(err)})"
+                f"{source}: not a readable PyTorch checkpoint (the safe reader refused it: "
+                f"{_unpickler_reason(err)}); it was not executed"
             ) from None
         raise CheckpointError(
             f"{source}: refused: the checkpoint contains pickled code or objects that are not "
@@ -116,24 +126,35 @@ def _read_pth(path, source, use_ema):
                 f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor "
                 f"(wrapped checkpoints are read from one of {WRAPPER_KEYS})"
             )
-        state[key] = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.dtype in (torch.bfloat16, torch.float16):
+            value = value.float()
+        try:
+            state[key] = value.numpy()
+        except TypeError:
+            raise CheckpointError(
+                f"{source}: entry {key!r} has the unsupported type {value.dtype}"
+            ) from None
     return state, entry, wrappers
 
 
 def _first_line(err):
-    text = str(err).strip().splitlines()
+    """The first line of an error, skipping torch's advice to load with weights_only=False."""
+    text = [line for line in str(err).strip().splitlines() if "weights_only" not in line]
     return text[0] if text else type(err).__name__
 
 
 def _unpickler_reason(err):
-    """The reason line of torch's weights-only refusal (its first lines are boilerplate)."""
+    """The reason line of torch's weights-only refusal (its first lines are boilerplate, and
+    its advice to load with weights_only=False, i.e. to run the file's code, is never kept)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for index, line in enumerate(lines):
         if line.endswith("WeightsUnpickler error:") and index + 1 < len(lines):
             return lines[index + 1]
         if "WeightsUnpickler error:" in line:
             return line.split("WeightsUnpickler error:", 1)[1].strip()
-    return _first_line(err)
+    specific = [line for line in lines[1:] if "weights_only" not in line and "issue" not in line]
+    return specific[0] if specific else "not a tensor checkpoint"
 
 
 def _unsafe_global(err):
@@ -154,10 +175,11 @@ def read_checkpoint(path, use_ema=False, source=None):
         >>> read_checkpoint("../shared/reference/tiny_128.safetensors").entry is None
         True
     """
-    path = os.fspath(path)
+    try:
+        path = require_file(path, "checkpoint")
+    except LSNetError as err:
+        raise CheckpointError(str(err) if source is None else f"{source}: {err}") from None
     source = source or path
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{source}: checkpoint file not found")
     if path.endswith(".safetensors"):
         if use_ema:
             raise CheckpointError(f"{source}: a .safetensors file holds one set of weights, no EMA")
@@ -170,7 +192,15 @@ def read_checkpoint(path, use_ema=False, source=None):
         raise CheckpointError(f"{source}: the checkpoint holds no tensors")
     if all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
-    return Checkpoint({key: np.asarray(v) for key, v in state.items()}, entry, wrappers)
+    return Checkpoint({key: _as_numpy(v) for key, v in state.items()}, entry, wrappers)
+
+
+def _as_numpy(value):
+    """A checkpoint tensor as NumPy; 16-bit floats (float16, bfloat16) become float32."""
+    value = np.asarray(value)
+    if value.dtype.name in HALF_FLOATS:
+        value = value.astype("float32")
+    return value
 
 
 def read_state_dict(path, use_ema=False):

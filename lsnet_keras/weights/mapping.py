@@ -262,6 +262,9 @@ def load_weights(model, checkpoint, source=None, use_ema=False):
         state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
     _check_keys(model, table, state, path)
     for key, entry in table.items():
+        if entry.layout not in (COUNTER, BIAS_INDEX):
+            _check_values(key, state[key], path)
+    for key, entry in table.items():
         value = state[key]
         if entry.layout is COUNTER:
             continue
@@ -274,6 +277,14 @@ def load_weights(model, checkpoint, source=None, use_ema=False):
             entry.variable.attention_biases.assign(_bias_table(entry, value, path))
             continue
         entry.variable.assign(entry.layout.to_keras(value).astype(entry.variable.dtype))
+
+
+def _check_values(key, value, path):
+    """A weight must be floating point and finite (NaN / Inf would load and predict nan)."""
+    if value.dtype.kind != "f":
+        raise CheckpointError(f"{path}: {key} holds {value.dtype} values, expected floating point")
+    if not np.isfinite(value).all():
+        raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
 
 
 def export_state_dict(model):
