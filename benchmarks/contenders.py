@@ -481,9 +481,11 @@ def latency_stats(times_ms):
 
 
 def _convert(function, precision, calibration):
-    """TFLite bytes of a concrete function, with `export_tflite`'s converter settings
-    (int8: calibrated on `calibration`, one array per input, float32 I/O)."""
+    """TFLite bytes of a concrete function, with `export_tflite`'s cpu-target conversion
+    (int8: calibrated on `calibration`, one array per input, float32 I/O, float islands)."""
     import tensorflow as tf
+
+    from lsnet_keras.litert.export import convert_for_cpu
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -497,7 +499,7 @@ def _convert(function, precision, calibration):
             [x[i : i + 1] for x in calibration] for i in range(count)
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    return convert_for_cpu(converter, precision)
 
 
 def _segments(deployed):

@@ -272,8 +272,9 @@ def check_targets(results):
     return checks
 
 
-def breakdown_markdown(rows):
-    """Per-kind sums and the parts of one block of each kind, fp32 and int8, 1 thread."""
+def breakdown_markdown(rows, int8_mac_per_s):
+    """Per-kind sums and the parts of one block of each kind, fp32 and int8, 1 thread; int8
+    also against its floor (MACs over the run's int8 GEMM rate)."""
     kinds = {}
     for row in rows:
         if "part" in row:
@@ -283,27 +284,36 @@ def breakdown_markdown(rows):
         for key in ("macs", "fp32_ms", "int8_ms"):
             total[key] += row[key]
     lines = [
-        "| kind | count | MMACs | fp32 ms | fp32 GMAC/s | int8 ms | int8 / fp32 |",
-        "|---|---|---|---|---|---|---|",
+        "| kind | count | MMACs | fp32 ms | fp32 GMAC/s | int8 ms | int8 / fp32 "
+        "| int8 floor ms | int8 / floor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, t in kinds.items():
+        floor = t["macs"] / int8_mac_per_s * 1e3
         lines.append(
             f"| {kind} | {t['n']} | {t['macs'] / 1e6:.1f} | {t['fp32_ms']:.3f} "
             f"| {t['macs'] / t['fp32_ms'] / 1e6:.1f} | {t['int8_ms']:.3f} "
-            f"| {t['int8_ms'] / t['fp32_ms']:.2f} |"
+            f"| {t['int8_ms'] / t['fp32_ms']:.2f} | {floor:.3f} | {t['int8_ms'] / floor:.1f}x |"
         )
-    fp32, int8 = (sum(t[k] for t in kinds.values()) for k in ("fp32_ms", "int8_ms"))
-    lines += [f"| sum | | | {fp32:.3f} | | {int8:.3f} | {int8 / fp32:.2f} |", ""]
+    fp32, int8, macs = (sum(t[k] for t in kinds.values()) for k in ("fp32_ms", "int8_ms", "macs"))
+    floor = macs / int8_mac_per_s * 1e3
     lines += [
-        "| block | part | MMACs | fp32 ms | int8 ms | int8 / fp32 |",
-        "|---|---|---|---|---|---|",
+        f"| sum | | | {fp32:.3f} | | {int8:.3f} | {int8 / fp32:.2f} | {floor:.3f} "
+        f"| {int8 / floor:.1f}x |",
+        "",
+    ]
+    lines += [
+        "| block | part | MMACs | fp32 ms | int8 ms | int8 / fp32 | int8 / floor |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "part" in row:
+            floor = row["macs"] / int8_mac_per_s * 1e3
+            versus = f"{row['int8_ms'] / floor:.1f}x" if floor else "-"
             lines.append(
                 f"| {row['segment']} ({row['kind']}) | {row['part']} | {row['macs'] / 1e6:.2f} "
                 f"| {row['fp32_ms']:.3f} | {row['int8_ms']:.3f} "
-                f"| {row['int8_ms'] / row['fp32_ms']:.2f} |"
+                f"| {row['int8_ms'] / row['fp32_ms']:.2f} | {versus} |"
             )
     return "\n".join(lines)
 
@@ -394,7 +404,8 @@ def markdown(results):
     if "breakdown" in results:
         variant = results["breakdown"]["variant"]
         lines += ["", f"Breakdown ({variant}, pieces timed alone, 1 thread, medians):", ""]
-        lines.append(breakdown_markdown(results["breakdown"]["rows"]))
+        rate = results["variants"][variant].get("gemm_int8_1thread", {}).get("mac_per_s", np.nan)
+        lines.append(breakdown_markdown(results["breakdown"]["rows"], rate))
         sweep = results["breakdown"]["fp32_cache_sweep"]
         lines += [
             "",

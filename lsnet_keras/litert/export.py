@@ -170,12 +170,15 @@ def _converter(model, precision, target, io, calibration, include_preprocessing,
     return model, converter
 
 
-def _convert_for_xnnpack(converter, precision):
-    """Convert for the cpu target, whose graph must run in one XNNPACK partition.
+def convert_for_cpu(converter, precision):
+    """Run a set-up TFLiteConverter for the cpu target, whose graph runs in one XNNPACK partition.
 
     dynamic: the hybrid depthwise convolutions get float weights (`float_depthwise_weights`).
     int8: calibrate, then quantize as the converter's own int8 path does, but with the ops
-    XNNPACK takes only in float kept float (`float_islands`).
+    XNNPACK takes only in float kept float (`float_islands`). Other precisions: as is.
+
+    Example:
+        >>> model_bytes = convert_for_cpu(converter, "int8")  # doctest: +SKIP
     """
     if precision == "dynamic":
         return float_depthwise_weights(converter.convert())
@@ -185,8 +188,8 @@ def _convert_for_xnnpack(converter, precision):
     calibrated = converter.convert()
     return tflite_convert.mlir_quantize(
         calibrated,
-        input_data_type=converter.inference_input_type,
-        output_data_type=converter.inference_output_type,
+        input_data_type=converter.inference_input_type or tf.float32,
+        output_data_type=converter.inference_output_type or tf.float32,
         denylisted_nodes=float_islands(calibrated),
     )
 
@@ -266,7 +269,7 @@ def export_tflite(
     with warnings.catch_warnings():  # TF warns about input statistics it does not use
         warnings.filterwarnings("ignore", "Statistics for quantized inputs")
         if target == "cpu" and not qat:
-            model_bytes = _convert_for_xnnpack(converter, precision)
+            model_bytes = convert_for_cpu(converter, precision)
         else:
             model_bytes = converter.convert()
     check_mobile_graph(model_bytes, f"{model.name} ({precision})")
