@@ -2,9 +2,10 @@
 cpu target's int8 and dynamic-range models in one XNNPACK partition.
 
 Facts from the delegate's source (tflite/delegates/xnnpack/xnnpack_delegate.cc): SOFTMAX,
-RSQRT and RELU are taken in float only; int8 BATCH_MATMUL of two activations is refused by the
-delegate ai-edge-litert ships (it needs a zero-point-0 right operand); an int8 ADD whose inputs
-are over 256 or under 1/1024 of the output scale is refused (GroupNorm's `var + eps`); a
+RSQRT and RELU are taken in float only; an int8 BATCH_MATMUL needs a right operand with zero
+point 0, which calibrated activations (attention's keys and values) rarely have; an int8 ADD
+whose inputs are over 256 or under 1/1024 of the output scale is refused (GroupNorm's
+`var + eps`); a
 DEPTHWISE_CONV_2D with float input and int8 weights (dynamic-range "hybrid") is refused. Each of
 these ran in TFLite's reference kernels, splitting the graph into many partitions.
 
