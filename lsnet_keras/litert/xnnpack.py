@@ -124,7 +124,7 @@ def float_depthwise_weights(model_bytes):
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     subgraph = model.subgraphs[0]
-    converted = set()
+    int8_data = {}  # buffer index -> its int8 bytes, kept for tensors sharing the buffer
     for op in subgraph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
@@ -133,17 +133,21 @@ def float_depthwise_weights(model_bytes):
         source, weights = subgraph.tensors[op.inputs[0]], subgraph.tensors[op.inputs[1]]
         if source.type != schema.TensorType.FLOAT32 or weights.type != schema.TensorType.INT8:
             continue
-        if weights.buffer in converted:
-            raise ValueError(f"depthwise weight buffer {weights.buffer} is shared")
-        buffer = model.buffers[weights.buffer]
-        values = np.asarray(buffer.data, dtype="uint8").view("int8").reshape(weights.shape)
+        shared = weights.buffer in int8_data  # the converter shares identical int8 data
+        if not shared:
+            int8_data[weights.buffer] = np.asarray(model.buffers[weights.buffer].data, "uint8")
+        values = int8_data[weights.buffer].view("int8").reshape(weights.shape)
         shape = [1] * values.ndim
         shape[weights.quantization.quantizedDimension] = -1
         scale = np.asarray(weights.quantization.scale, dtype="float32").reshape(shape)
-        buffer.data = np.frombuffer((values * scale).astype("<f4").tobytes(), dtype="uint8")
+        if shared:
+            model.buffers.append(schema.BufferT())
+            weights.buffer = len(model.buffers) - 1
+        model.buffers[weights.buffer].data = np.frombuffer(
+            (values * scale).astype("<f4").tobytes(), dtype="uint8"
+        )
         weights.type = schema.TensorType.FLOAT32
         weights.quantization = None
-        converted.add(weights.buffer)
     builder = flatbuffers.Builder(len(model_bytes) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
