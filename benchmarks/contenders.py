@@ -11,6 +11,9 @@ Contenders:
                                      (`torch.nn.utils.fusion.fuse_conv_bn_eval`), eager CPU.
     onnxruntime                      ONNX export of the folded reference (TorchScript exporter,
                                      opset 17), ORT CPU provider with all graph optimizations.
+    onnxruntime-int8                 that ONNX model quantized by ONNX Runtime's static int8
+                                     (QDQ, per-channel int8 weights, uint8 activations) on the
+                                     calibration images our int8 export uses.
     litert-torch                     `litert_torch.convert` of the folded reference (fp32,
                                      NCHW input), run by `ai_edge_litert` with XNNPACK exactly
                                      like ours. Converted in a venv (see `litert_torch_python`).
@@ -35,7 +38,8 @@ LITERT_TORCH_SPEC = "litert-torch==0.10.0"
 VENV = Path.home() / ".cache" / "lsnet-keras" / "litert-torch-venv"
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 OURS = tuple(f"tflite-{p}" for p in PRECISIONS)
-THEIRS = ("torch-eager", "torch-eager-folded", "onnxruntime", "litert-torch")
+THEIRS = ("torch-eager", "torch-eager-folded", "onnxruntime", "onnxruntime-int8", "litert-torch")
+INT8_ROUTES = ("onnxruntime-int8",)  # the other int8 routes, against which ours is measured
 DESCRIPTIONS = {
     "tflite-fp32": "ours: export_tflite(precision='fp32'), ai_edge_litert + XNNPACK",
     "tflite-fp16": "ours: export_tflite(precision='fp16') (fp16 weights; the model's "
@@ -48,6 +52,9 @@ DESCRIPTIONS = {
     "torch-eager-folded": "the same with every Conv+BN folded (fuse_conv_bn_eval), eager CPU",
     "onnxruntime": "ONNX export (TorchScript exporter, opset 17) of the Conv+BN-folded "
     "reference, ONNX Runtime CPU, ORT_ENABLE_ALL, sequential, inter-op 1",
+    "onnxruntime-int8": "onnxruntime.quantization.quantize_static of that ONNX model (QDQ, "
+    "per-channel, int8 weights, uint8 activations, MinMax on our 32 built-in calibration images), "
+    "ONNX Runtime CPU like onnxruntime",
     "litert-torch": "litert_torch.convert of the Conv+BN-folded reference (fp32, NCHW input), "
     "ai_edge_litert + XNNPACK like ours",
 }
@@ -211,6 +218,59 @@ def _litert_torch_export_main(variant, state_path, output):
     model = fold_conv_bn(_torch_lsnet().build_variant(variant)).eval()
     model.load_state_dict(torch.load(state_path))
     litert_torch.convert(model, (torch.zeros(1, 3, 224, 224),)).export(output)
+
+
+def export_onnx_int8(onnx_path, path, calibration_nchw):
+    """ONNX Runtime's static int8 quantization of an ONNX model: QDQ, per-channel int8 weights,
+    uint8 activations (its fast x86 setting), MinMax ranges over `calibration_nchw`."""
+    from onnxruntime import quantization as q
+
+    class Images(q.CalibrationDataReader):
+        def __init__(self):
+            self.images = iter(calibration_nchw)
+
+        def get_next(self):
+            image = next(self.images, None)
+            return None if image is None else {"image": image[None].astype("float32")}
+
+    q.quantize_static(
+        str(onnx_path),
+        str(path),
+        Images(),
+        quant_format=q.QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+    )
+    return path
+
+
+def tflite_partitions(path):
+    """{"partitions": XNNPACK partitions, "outside": {op: count} left to TFLite's kernels}."""
+    from lsnet_keras.litert.xnnpack import xnnpack_partitions
+
+    report = xnnpack_partitions(Path(path).read_bytes())
+    return {"partitions": report.partitions, "outside": report.outside}
+
+
+def gemm_int8_tflite(path, size=GEMM_SIZE):
+    """The int8 twin of `gemm_tflite`: the same FULLY_CONNECTED, int8 weights and activations
+    (post-training quantized on normal data), int8 input and output."""
+    import tensorflow as tf
+
+    weights = tf.constant(np.random.default_rng(0).normal(size=(size, size)).astype("float32"))
+    spec = tf.TensorSpec((size, size), tf.float32)
+    function = tf.function(lambda x: tf.matmul(x, weights), input_signature=[spec])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(1)
+    converter.representative_dataset = lambda: (
+        [rng.normal(size=(size, size)).astype("float32")] for _ in range(4)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    Path(path).write_bytes(converter.convert())
+    return path
 
 
 def gemm_tflite(path, size=GEMM_SIZE):
@@ -421,9 +481,11 @@ def latency_stats(times_ms):
 
 
 def _convert(function, precision, calibration):
-    """TFLite bytes of a concrete function, with `export_tflite`'s converter settings
-    (int8: calibrated on `calibration`, one array per input, float32 I/O)."""
+    """TFLite bytes of a concrete function, with `export_tflite`'s cpu-target conversion
+    (int8: calibrated on `calibration`, one array per input, float32 I/O, float islands)."""
     import tensorflow as tf
+
+    from lsnet_keras.litert.export import convert_for_cpu
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -437,7 +499,7 @@ def _convert(function, precision, calibration):
             [x[i : i + 1] for x in calibration] for i in range(count)
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    return convert_for_cpu(converter, precision)
 
 
 def _segments(deployed):

@@ -4,7 +4,8 @@ For each variant (LSNet-T/S/B) and thread count, in one process and one run:
 
 * ours: `export_tflite` fp32, fp16, dynamic and int8, run by ai_edge_litert (XNNPACK);
 * PyTorch eager CPU of the reference (`tests/torch_lsnet.py`), as written and Conv+BN-folded;
-* ONNX Runtime on the ONNX export of the (folded) reference;
+* ONNX Runtime on the ONNX export of the (folded) reference, and on its static int8 QDQ
+  quantization (`onnxruntime-int8`, same calibration images as our int8);
 * `litert-torch` 0.10's conversion of the (folded) reference, run like ours.
 
 See `benchmarks/contenders.py` for what each contender is exactly. The contenders of one
@@ -15,7 +16,11 @@ The compute floor is the model's MACs (`contenders.count_macs`) divided by the s
 fp32 GEMM rate of XNNPACK (a 1024^3 FULLY_CONNECTED run by ai_edge_litert, timed interleaved
 in every 1-thread group; NumPy/OpenBLAS's rate is reported for context). It is a lower bound:
 it runs every MAC at big-GEMM speed and ignores memory traffic (the single-thread read
-bandwidth is reported too: batch-1 stage-4 layers stream their weights).
+bandwidth is reported too: batch-1 stage-4 layers stream their weights). Its int8 twin is the
+same MACs over the rate of the same GEMM quantized to int8, timed in the same groups.
+
+For every `.tflite` the run records how XNNPACK delegates it (`xnnpack`: the number of delegate
+partitions and the ops left to TFLite's own kernels, `lsnet_keras.litert.xnnpack`).
 
 Every contender's logits on one image are compared with the reference's (`max_abs_diff`):
 the float contenders must agree; quantized ones are only reported (with `randomize_` weights
@@ -60,6 +65,9 @@ TARGETS = {  # LSNet-T at 1 thread, on medians
     "fp32_vs_litert_torch": ("tflite-fp32", "litert-torch", 0.8),
     "int8_vs_litert_torch": ("tflite-int8", "litert-torch", 0.4),
     "fp32_vs_floor": ("tflite-fp32", "floor", 1.25),
+    "int8_vs_fastest_other_int8": ("tflite-int8", "fastest-other-int8", 0.5),
+    "int8_vs_int8_floor": ("tflite-int8", "floor-int8", 3.0),
+    "dynamic_vs_fp32": ("tflite-dynamic", "tflite-fp32", 0.4),
 }
 
 
@@ -128,19 +136,26 @@ def export_all(variant, reference, folded, workdir, litert_python):
     models = {}
     if all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         jobs["onnxruntime"] = partial(c.export_onnx, folded)
+        calibration = normalize(builtin_images(32, 224, seed=0)).transpose(0, 3, 1, 2)
+        onnx_path = workdir / f"{variant}-onnxruntime.onnx"
+        jobs["onnxruntime-int8"] = partial(
+            c.export_onnx_int8, onnx_path, calibration_nchw=calibration
+        )
     else:
-        models["onnxruntime"] = {"skipped": "onnx / onnxruntime not installed"}
+        for name in ("onnxruntime", "onnxruntime-int8"):
+            models[name] = {"skipped": "onnx / onnxruntime not installed"}
     if litert_python is not None:
         jobs["litert-torch"] = partial(c.export_litert_torch, folded, variant, python=litert_python)
     else:
         models["litert-torch"] = {"skipped": "litert-torch unavailable (no venv, see --no-install)"}
     for name, export in jobs.items():
-        path = workdir / f"{variant}-{name}.{'onnx' if name == 'onnxruntime' else 'tflite'}"
+        onnx = name.startswith("onnxruntime")
+        path = workdir / f"{variant}-{name}.{'onnx' if onnx else 'tflite'}"
         start = time.perf_counter()
         try:
             export(path)
             seconds = round(time.perf_counter() - start, 1)
-            ops = c.onnx_op_counts(path) if name == "onnxruntime" else c.tflite_op_counts(path)
+            ops = c.onnx_op_counts(path) if onnx else c.tflite_op_counts(path)
         except Exception as err:  # one failed contender must not lose the whole run
             models[name] = {"skipped": f"export failed: {type(err).__name__}: {err}"[:2000]}
             continue
@@ -150,6 +165,8 @@ def export_all(variant, reference, folded, workdir, litert_python):
             "size_bytes": path.stat().st_size,
             "op_counts": ops,
         }
+        if not onnx:
+            models[name]["xnnpack"] = c.tflite_partitions(path)
     return models
 
 
@@ -159,7 +176,7 @@ def make_timers(models, reference, folded, threads, x):
     for name, info in models.items():
         if "path" not in info:
             continue
-        factory = c.onnx_timer if name == "onnxruntime" else c.tflite_timer
+        factory = c.onnx_timer if name.startswith("onnxruntime") else c.tflite_timer
         timers.append(factory(name, info["path"], threads, x))
     return timers
 
@@ -170,7 +187,16 @@ def check_input(seed):
     return np.ascontiguousarray(image.transpose(0, 3, 1, 2), dtype="float32")
 
 
-def bench_variant(variant, args, workdir, litert_python, gemm_path):
+def gemm_record(stats):
+    """Median and best MAC/s of a GEMM timer's statistics."""
+    return {
+        **stats,
+        "mac_per_s": c.GEMM_SIZE**3 / (stats["median_ms"] / 1e3),
+        "best_mac_per_s": c.GEMM_SIZE**3 / (stats["min_ms"] / 1e3),
+    }
+
+
+def bench_variant(variant, args, workdir, litert_python, gemm_paths):
     """Export, check and time every contender of one variant; the variant's JSON record."""
     print(f"== {variant}: exporting", flush=True)
     reference = c.reference_model(variant, args.seed)
@@ -188,7 +214,7 @@ def bench_variant(variant, args, workdir, litert_python, gemm_path):
         print(f"== {variant}: timing at {threads} thread(s)", flush=True)
         timers = make_timers(models, reference, folded, threads, x)
         if threads == 1:
-            timers.append(c.tflite_timer("gemm", gemm_path, 1))
+            timers += [c.tflite_timer(name, path, 1) for name, path in gemm_paths.items()]
         for timer in timers:  # outputs vs the reference: the same weights everywhere
             info = models.get(timer.name)
             if info is not None and "max_abs_diff" not in info:
@@ -204,16 +230,10 @@ def bench_variant(variant, args, workdir, litert_python, gemm_path):
     record["models"] = models
     record["latency"] = latency
     if "1" in latency:
-        gemm = latency["1"].pop("gemm")
-        record["gemm_1thread"] = {
-            **gemm,
-            "mac_per_s": c.GEMM_SIZE**3 / (gemm["median_ms"] / 1e3),
-            "best_mac_per_s": c.GEMM_SIZE**3 / (gemm["min_ms"] / 1e3),
-        }
-        record["floor_ms"] = record["total_macs"] / record["gemm_1thread"]["mac_per_s"] * 1e3
-        record["floor_best_ms"] = (
-            record["total_macs"] / record["gemm_1thread"]["best_mac_per_s"] * 1e3
-        )
+        for gemm, suffix in (("gemm", ""), ("gemm-int8", "_int8")):
+            rate = record[f"{gemm.replace('-', '_')}_1thread"] = gemm_record(latency["1"].pop(gemm))
+            record[f"floor{suffix}_ms"] = record["total_macs"] / rate["mac_per_s"] * 1e3
+            record[f"floor{suffix}_best_ms"] = record["total_macs"] / rate["best_mac_per_s"] * 1e3
     return record
 
 
@@ -230,6 +250,13 @@ def check_targets(results):
     medians = {name: stats["median_ms"] for name, stats in one.items()}
     mins = {name: stats["min_ms"] for name, stats in one.items()}
     medians["floor"], mins["floor"] = record["floor_ms"], record["floor_best_ms"]
+    medians["floor-int8"] = record["floor_int8_ms"]
+    mins["floor-int8"] = record["floor_int8_best_ms"]
+    others = [name for name in c.INT8_ROUTES if name in medians]
+    if others:
+        fastest = min(others, key=medians.get)
+        medians["fastest-other-int8"] = medians[fastest]
+        mins["fastest-other-int8"] = min(mins[name] for name in others)
     checks = {}
     for key, (ours, theirs, limit) in TARGETS.items():
         if ours not in medians or theirs not in medians:
@@ -245,8 +272,9 @@ def check_targets(results):
     return checks
 
 
-def breakdown_markdown(rows):
-    """Per-kind sums and the parts of one block of each kind, fp32 and int8, 1 thread."""
+def breakdown_markdown(rows, int8_mac_per_s):
+    """Per-kind sums and the parts of one block of each kind, fp32 and int8, 1 thread; int8
+    also against its floor (MACs over the run's int8 GEMM rate)."""
     kinds = {}
     for row in rows:
         if "part" in row:
@@ -256,29 +284,51 @@ def breakdown_markdown(rows):
         for key in ("macs", "fp32_ms", "int8_ms"):
             total[key] += row[key]
     lines = [
-        "| kind | count | MMACs | fp32 ms | fp32 GMAC/s | int8 ms | int8 / fp32 |",
-        "|---|---|---|---|---|---|---|",
+        "| kind | count | MMACs | fp32 ms | fp32 GMAC/s | int8 ms | int8 / fp32 "
+        "| int8 floor ms | int8 / floor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, t in kinds.items():
+        floor = t["macs"] / int8_mac_per_s * 1e3
         lines.append(
             f"| {kind} | {t['n']} | {t['macs'] / 1e6:.1f} | {t['fp32_ms']:.3f} "
             f"| {t['macs'] / t['fp32_ms'] / 1e6:.1f} | {t['int8_ms']:.3f} "
-            f"| {t['int8_ms'] / t['fp32_ms']:.2f} |"
+            f"| {t['int8_ms'] / t['fp32_ms']:.2f} | {floor:.3f} | {t['int8_ms'] / floor:.1f}x |"
         )
-    fp32, int8 = (sum(t[k] for t in kinds.values()) for k in ("fp32_ms", "int8_ms"))
-    lines += [f"| sum | | | {fp32:.3f} | | {int8:.3f} | {int8 / fp32:.2f} |", ""]
+    fp32, int8, macs = (sum(t[k] for t in kinds.values()) for k in ("fp32_ms", "int8_ms", "macs"))
+    floor = macs / int8_mac_per_s * 1e3
     lines += [
-        "| block | part | MMACs | fp32 ms | int8 ms | int8 / fp32 |",
-        "|---|---|---|---|---|---|",
+        f"| sum | | | {fp32:.3f} | | {int8:.3f} | {int8 / fp32:.2f} | {floor:.3f} "
+        f"| {int8 / floor:.1f}x |",
+        "",
+    ]
+    lines += [
+        "| block | part | MMACs | fp32 ms | int8 ms | int8 / fp32 | int8 / floor |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "part" in row:
+            floor = row["macs"] / int8_mac_per_s * 1e3
+            versus = f"{row['int8_ms'] / floor:.1f}x" if floor else "-"
             lines.append(
                 f"| {row['segment']} ({row['kind']}) | {row['part']} | {row['macs'] / 1e6:.2f} "
                 f"| {row['fp32_ms']:.3f} | {row['int8_ms']:.3f} "
-                f"| {row['int8_ms'] / row['fp32_ms']:.2f} |"
+                f"| {row['int8_ms'] / row['fp32_ms']:.2f} | {versus} |"
             )
     return "\n".join(lines)
+
+
+def xnnpack_markdown(results):
+    """How XNNPACK delegates each .tflite: partitions and the ops it leaves to TFLite."""
+    lines = ["", "XNNPACK delegation of each .tflite (best: 1 partition, nothing outside):", ""]
+    lines += ["| variant | model | partitions | ops outside XNNPACK |", "|---|---|---|---|"]
+    for variant, record in results["variants"].items():
+        for name, info in record["models"].items():
+            if "xnnpack" in info:
+                outside = info["xnnpack"]["outside"]
+                names = ", ".join(f"{n} {op}" for op, n in sorted(outside.items())) or "none"
+                lines.append(f"| {variant} | {name} | {info['xnnpack']['partitions']} | {names} |")
+    return lines
 
 
 def markdown(results):
@@ -300,6 +350,7 @@ def markdown(results):
                     f"| {variant} | {threads} | {name} | {s['median_ms']:.2f} | {s['min_ms']:.2f}"
                     f" | {s['p90_ms']:.2f} | {ratio} | {info['size_bytes'] / 1e6:.1f} | {ops} |"
                 )
+    lines += xnnpack_markdown(results)
     lines += [
         "",
         "Compute floor = MACs / XNNPACK fp32 GEMM rate (1 thread), from the medians "
@@ -321,6 +372,25 @@ def markdown(results):
             f"| {fp32['median_ms'] / record['floor_ms']:.2f}x "
             f"({fp32['min_ms'] / record['floor_best_ms']:.2f}x) |"
         )
+    lines += [
+        "",
+        "int8 floor = MACs / XNNPACK int8 GEMM rate (the same GEMM quantized, 1 thread):",
+        "",
+        "| variant | int8 GEMM GMAC/s | int8 floor ms | tflite-int8 ms | int8 / int8 floor |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, record in results["variants"].items():
+        if "floor_int8_ms" not in record:
+            continue
+        gemm = record["gemm_int8_1thread"]
+        int8 = record["latency"]["1"].get("tflite-int8", {"median_ms": np.nan, "min_ms": np.nan})
+        lines.append(
+            f"| {variant} | {gemm['mac_per_s'] / 1e9:.1f} ({gemm['best_mac_per_s'] / 1e9:.1f}) "
+            f"| {record['floor_int8_ms']:.2f} ({record['floor_int8_best_ms']:.2f}) "
+            f"| {int8['median_ms']:.2f} ({int8['min_ms']:.2f}) "
+            f"| {int8['median_ms'] / record['floor_int8_ms']:.2f}x "
+            f"({int8['min_ms'] / record['floor_int8_best_ms']:.2f}x) |"
+        )
     lines += ["", "Targets (LSNet-T, 1 thread; pass/fail on medians):", ""]
     for key, check in results["targets"].items():
         if isinstance(check, dict) and "ratio" in check:
@@ -334,7 +404,8 @@ def markdown(results):
     if "breakdown" in results:
         variant = results["breakdown"]["variant"]
         lines += ["", f"Breakdown ({variant}, pieces timed alone, 1 thread, medians):", ""]
-        lines.append(breakdown_markdown(results["breakdown"]["rows"]))
+        rate = results["variants"][variant].get("gemm_int8_1thread", {}).get("mac_per_s", np.nan)
+        lines.append(breakdown_markdown(results["breakdown"]["rows"], rate))
         sweep = results["breakdown"]["fp32_cache_sweep"]
         lines += [
             "",
@@ -360,7 +431,8 @@ def main(argv=None):
             "runs": args.runs,
             "rounds": args.rounds,
             "seed": args.seed,
-            "gemm": f"{c.GEMM_SIZE}^3 fp32 FULLY_CONNECTED, ai_edge_litert XNNPACK, 1 thread",
+            "gemm": f"{c.GEMM_SIZE}^3 fp32 and int8 FULLY_CONNECTED, ai_edge_litert XNNPACK, "
+            "1 thread",
             "macs": c.count_macs.__doc__.split("\n\n")[1].strip(),
         },
         "contenders": {name: c.DESCRIPTIONS[name] for name in c.OURS + c.THEIRS},
@@ -369,12 +441,15 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.models_dir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        gemm_path = c.gemm_tflite(workdir / "gemm.tflite")
+        gemm_paths = {
+            "gemm": c.gemm_tflite(workdir / "gemm.tflite"),
+            "gemm-int8": c.gemm_int8_tflite(workdir / "gemm-int8.tflite"),
+        }
         results["numpy_gemm_1thread_mac_per_s"] = c.numpy_gemm_rate()
         results["read_bandwidth_1thread_bytes_per_s"] = c.read_bandwidth()
         for variant in args.variants:
             results["variants"][variant] = bench_variant(
-                variant, args, workdir, litert_python, gemm_path
+                variant, args, workdir, litert_python, gemm_paths
             )
         if args.breakdown:
             variant = args.variants[0]

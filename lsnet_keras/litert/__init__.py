@@ -3,6 +3,7 @@
 - `export`: `export_tflite` (fp32, fp16, dynamic, int8; builtins only, at most 4-D) with
   `metadata` (normalization, labels) and `calibration` images; `labels`: ImageNet names.
 - `graph`: a flatbuffer reader for `.tflite` files (ops, tensors, quantization).
+- `xnnpack`: how XNNPACK partitions a model; the float islands of the cpu int8 graph.
 - `runtime`: `TFLiteClassifier` on ai-edge-litert or tflite-runtime (no Keras, no TensorFlow).
 - `gpu_check`: runs a model on the LiteRT GPU accelerator (Mesa lavapipe here).
 - `edgetpu_rules` (the Coral compiler's op table) and `edgetpu_check`.

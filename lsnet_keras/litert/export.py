@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python import convert as tflite_convert
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD, IO_TYPES, PRECISIONS, TARGETS
 from lsnet_keras.errors import LSNetError
@@ -23,6 +24,7 @@ from lsnet_keras.litert.calibration import builtin_images
 from lsnet_keras.litert.graph import read_graph
 from lsnet_keras.litert.labels import imagenet_labels
 from lsnet_keras.litert.metadata import add_classifier_metadata
+from lsnet_keras.litert.xnnpack import float_depthwise_weights, float_islands
 from lsnet_keras.model.reparam import reparameterize, with_target_layout
 from lsnet_keras.preprocess import CROP_FRACTION, normalize
 from lsnet_keras.quantization.qat_model import (
@@ -169,6 +171,30 @@ def _converter(model, precision, target, io, calibration, include_preprocessing,
     return model, converter
 
 
+def convert_for_cpu(converter, precision):
+    """Run a set-up TFLiteConverter for the cpu target, whose graph runs in one XNNPACK partition.
+
+    dynamic: the hybrid depthwise convolutions get float weights (`float_depthwise_weights`).
+    int8: calibrate, then quantize as the converter's own int8 path does, but with the ops
+    XNNPACK takes only in float kept float (`float_islands`). Other precisions: as is.
+
+    Example:
+        >>> model_bytes = convert_for_cpu(converter, "int8")  # doctest: +SKIP
+    """
+    if precision == "dynamic":
+        return float_depthwise_weights(converter.convert())
+    if precision != "int8":
+        return converter.convert()
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    return tflite_convert.mlir_quantize(
+        calibrated,
+        input_data_type=converter.inference_input_type or tf.float32,
+        output_data_type=converter.inference_output_type or tf.float32,
+        denylisted_nodes=float_islands(calibrated),
+    )
+
+
 def _qat_converter(model, precision, target, io, calibration, include_preprocessing, batch_size):
     """The converter of a QAT model: int8 from its fake-quant ranges, no representative dataset.
 
@@ -209,8 +235,12 @@ def export_tflite(
     Args:
         model: a training-form or reparameterized LSNet (reparameterized here if needed).
         precision: fp32, fp16 (float16 weights), dynamic (int8 weights, float activations) or
-            int8 (full-integer post-training quantization).
-        target: cpu (XNNPACK), gpu (LiteRT GPU delegate) or edgetpu (Coral; int8 only).
+            int8 (integer post-training quantization).
+        target: cpu (XNNPACK), gpu (LiteRT GPU delegate) or edgetpu (Coral; int8 only). The
+            cpu graph runs in one XNNPACK partition: its int8 model keeps in float the few ops
+            XNNPACK takes only in float (softmax attention, GroupNorm's rsqrt; see
+            `lsnet_keras.litert.xnnpack`), its dynamic model keeps float depthwise weights. The
+            gpu and edgetpu int8 models are full-integer.
         io: input/output type of an int8 model: float32, int8 or uint8. A uint8 input takes
             raw RGB pixels (normalization inside, as with `include_preprocessing`), which is what
             MediaPipe Tasks and the TFLite Task Library feed uint8 models.
@@ -229,7 +259,8 @@ def export_tflite(
     """
     _check_options(precision, target, io, include_preprocessing)
     include_preprocessing = include_preprocessing or io == "uint8"
-    if is_qat_model(model):
+    qat = is_qat_model(model)
+    if qat:
         converter = _qat_converter(
             model, precision, target, io, calibration, include_preprocessing, batch_size
         )
@@ -239,7 +270,10 @@ def export_tflite(
         )
     with warnings.catch_warnings():  # TF warns about input statistics it does not use
         warnings.filterwarnings("ignore", "Statistics for quantized inputs")
-        model_bytes = converter.convert()
+        if target == "cpu" and not qat:
+            model_bytes = convert_for_cpu(converter, precision)
+        else:
+            model_bytes = converter.convert()
     check_mobile_graph(model_bytes, f"{model.name} ({precision})")
     if model.include_top and not model.features_only:
         model_bytes = _with_metadata(

@@ -1,0 +1,153 @@
+"""What XNNPACK (LiteRT's CPU delegate) runs of a `.tflite`, and the graph edits that keep the
+cpu target's int8 and dynamic-range models in one XNNPACK partition.
+
+Facts from the delegate's source (tflite/delegates/xnnpack/xnnpack_delegate.cc): SOFTMAX,
+RSQRT and RELU are taken in float only; an int8 BATCH_MATMUL needs a right operand with zero
+point 0, which calibrated activations (attention's keys and values) rarely have; an int8 ADD
+whose inputs are over 256 or under 1/1024 of the output scale is refused (GroupNorm's
+`var + eps`); a
+DEPTHWISE_CONV_2D with float input and int8 weights (dynamic-range "hybrid") is refused. Each of
+these ran in TFLite's reference kernels, splitting the graph into many partitions.
+
+The int8 model therefore keeps those few ops in float (`float_islands`: a DEQUANTIZE before and
+a QUANTIZE after, which XNNPACK runs inside the same partition), and the dynamic-range model keeps
+its depthwise weights in float (`float_depthwise_weights`). This module imports neither
+TensorFlow nor Keras.
+
+Example:
+    >>> from lsnet_keras.litert.xnnpack import xnnpack_partitions
+    >>> report = xnnpack_partitions(open("lsnet_t_int8.tflite", "rb").read())  # doctest: +SKIP
+    >>> report.partitions, report.outside  # doctest: +SKIP
+    (1, {})
+"""
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsnet_keras.litert.graph import read_graph, schema
+
+# Ops the delegate takes in float only (or, for BATCH_MATMUL, not as int8 of two activations).
+FLOAT_ONLY_OPS = ("BATCH_MATMUL", "SOFTMAX", "RSQRT", "RELU")
+# Elementwise ops that join a float island when every consumer of their output is in it.
+ELEMENTWISE_OPS = ("ADD", "MUL", "SUB")
+
+
+@dataclass
+class PartitionReport:
+    """XNNPACK delegation of one model: `partitions` delegate kernels, `nodes` ops in the
+    model, `outside` {op name: count} of ops left to TFLite's own kernels."""
+
+    partitions: int
+    nodes: int
+    outside: dict
+
+    def summary(self):
+        """One line, e.g. "1 XNNPACK partition(s), 0 of 636 ops outside"."""
+        left = sum(self.outside.values())
+        names = ", ".join(f"{n} {op}" for op, n in sorted(self.outside.items()))
+        return f"{self.partitions} XNNPACK partition(s), {left} of {self.nodes} ops outside" + (
+            f" ({names})" if names else ""
+        )
+
+
+def xnnpack_partitions(model_bytes, num_threads=1):
+    """How ai-edge-litert's default XNNPACK delegate splits a model, read from the interpreter
+    after delegation: each DELEGATE node is one partition; an op is inside a partition when it
+    lies between that node's inputs and outputs, else it runs in TFLite's own kernels.
+
+    Example:
+        >>> xnnpack_partitions(open("model.tflite", "rb").read()).summary()  # doctest: +SKIP
+        '1 XNNPACK partition(s), 0 of 606 ops outside'
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    nodes = interpreter._get_ops_details()  # the graph's ops, then one DELEGATE per partition
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    ops = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {t: n["index"] for n in ops for t in n["outputs"]}
+    inside = set()
+    for delegate in delegates:
+        boundary = set(delegate["inputs"])
+        pending = list(delegate["outputs"])
+        while pending:
+            tensor = pending.pop()
+            node = producer.get(tensor)
+            if tensor in boundary or node is None or node in inside:
+                continue
+            inside.add(node)
+            pending.extend(nodes[node]["inputs"])
+    outside = collections.Counter(n["op_name"] for n in ops if n["index"] not in inside)
+    return PartitionReport(len(delegates), len(ops), dict(outside))
+
+
+def float_islands(model_bytes):
+    """Output tensor names of the ops an int8 model should keep in float for XNNPACK: every
+    FLOAT_ONLY_OPS op, plus each ADD / MUL / SUB all of whose consumers are already float
+    (attention's scale and position bias, GroupNorm's `+ eps`).
+
+    The names are what the TFLite quantizer's `denylisted_nodes` takes. Example:
+        >>> float_islands(calibrated_bytes)[:2]  # doctest: +SKIP
+        ['lsnet_t_1/blocks2_3_1/mixer_1/lkp_1/add', 'lsnet_t_1/blocks2_3_1/mixer_1/lkp_1/Rsqrt']
+    """
+    graph = read_graph(model_bytes, "calibrated model")
+    consumers = collections.defaultdict(list)
+    for op in graph.operators:
+        for tensor in op.inputs:
+            consumers[tensor].append(op.index)
+    chosen = {op.index for op in graph.operators if op.name in FLOAT_ONLY_OPS}
+    grown = True
+    while grown:
+        grown = False
+        for op in graph.operators:
+            if op.index in chosen or op.name not in ELEMENTWISE_OPS:
+                continue
+            users = [user for tensor in op.outputs for user in consumers[tensor]]
+            if users and all(user in chosen for user in users):
+                chosen.add(op.index)
+                grown = True
+    return [graph.tensors[graph.operators[i].outputs[0]].name for i in sorted(chosen)]
+
+
+def float_depthwise_weights(model_bytes):
+    """The model with each hybrid DEPTHWISE_CONV_2D (float input, int8 weights) given float32
+    weights, the int8 values times their per-channel scales: the same weights, which XNNPACK runs
+    in float instead of leaving the op to TFLite's hybrid kernel. Weights are a few KB each.
+
+    Example:
+        >>> dynamic = float_depthwise_weights(dynamic_range_bytes)  # doctest: +SKIP
+    """
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    subgraph = model.subgraphs[0]
+    int8_data = {}  # buffer index -> its int8 bytes, kept for tensors sharing the buffer
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin != schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+            continue
+        source, weights = subgraph.tensors[op.inputs[0]], subgraph.tensors[op.inputs[1]]
+        if source.type != schema.TensorType.FLOAT32 or weights.type != schema.TensorType.INT8:
+            continue
+        shared = weights.buffer in int8_data  # the converter shares identical int8 data
+        if not shared:
+            int8_data[weights.buffer] = np.asarray(model.buffers[weights.buffer].data, "uint8")
+        values = int8_data[weights.buffer].view("int8").reshape(weights.shape)
+        shape = [1] * values.ndim
+        shape[weights.quantization.quantizedDimension] = -1
+        scale = np.asarray(weights.quantization.scale, dtype="float32").reshape(shape)
+        if shared:
+            model.buffers.append(schema.BufferT())
+            weights.buffer = len(model.buffers) - 1
+        model.buffers[weights.buffer].data = np.frombuffer(
+            (values * scale).astype("<f4").tobytes(), dtype="uint8"
+        )
+        weights.type = schema.TensorType.FLOAT32
+        weights.quantization = None
+    builder = flatbuffers.Builder(len(model_bytes) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
