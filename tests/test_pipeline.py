@@ -9,6 +9,7 @@ from hub_server import closed_port_endpoint
 
 from lsnet_keras.cli import main
 from lsnet_keras.litert.calibration import builtin_images
+from lsnet_keras.litert.xnnpack import xnnpack_partitions
 from lsnet_keras.model.lsnet import build_variant
 from lsnet_keras.pipeline import format_report, input_noise_floor, realistic_random_weights
 from lsnet_keras.preprocess import normalize
@@ -81,8 +82,10 @@ def test_pipeline_exports_verifies_reports_and_keeps_existing_files(tmp_path, ca
         assert entry["size_mb"] == round(len(data) / 1e6, 2)
         assert entry["latency"]["1"]["min_ms"] > 0
         assert f"\n{name:12} | {entry['size_mb']:5.1f} | {entry['ops']:4d} |" in printed
-        if name.startswith("int8"):
+        if name == "int8_edgetpu":
             assert integer_violations(data) == ([], [])
+        if name == "int8":  # the cpu target: float islands, all inside one XNNPACK partition
+            assert xnnpack_partitions(data).partitions == 1
     assert models["fp32"]["max_rel_diff_vs_keras"] < 1e-3
     assert models["fp32"]["top1_agreement_vs_keras"] == 1.0
     floor = report["keras_input_noise_floor"]
