@@ -27,9 +27,13 @@ setup(
         # python -m training.train: curves.png (matplotlib), TFDS data (tensorflow-datasets),
         # viewing the TensorBoard logs (tensorboard; TensorFlow writes them without it).
         "train": ["matplotlib>=3.7", "tensorflow-datasets>=4.9", "tensorboard>=2.16"],
+        # KERAS_BACKEND=jax (CPU; on GPU/TPU install the matching jax[...] wheel instead).
+        # 0.10 shares numpy >= 2 and ml_dtypes 0.5-0.x with tensorflow 2.21.
+        "jax": ["jax>=0.10.2,<0.11"],
         # scikit-learn ships the digits images the QAT benchmark and tests train on.
         "dev": [
             "torch==2.13.0",
+            "jax>=0.10.2,<0.11",  # the backend matrix (tests/test_backends.py)
             "pytest>=8",
             "ruff>=0.6",
             "scikit-learn>=1.5",
