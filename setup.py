@@ -3,6 +3,9 @@
 from setuptools import find_packages, setup
 
 TORCH = ["torch==2.13.0"]
+# KERAS_BACKEND=jax (CPU; on GPU/TPU install the matching jax[...] wheel instead). 0.10 shares
+# numpy >= 2 and ml_dtypes 0.5-0.x with tensorflow 2.21.
+JAX = ["jax>=0.10.2,<0.11"]
 # python -m training.train: TensorBoard logs (tf.summary needs the tensorboard package),
 # curves.png (matplotlib), TFDS data (tensorflow-datasets; 4.9.10 imports importlib_resources
 # without declaring it).
@@ -37,9 +40,11 @@ setup(
         # `torch` requirement pulls gigabytes of CUDA wheels.
         "torch": TORCH,
         "train": TRAIN,
-        # The tests: the PyTorch reference, the training tests, and scikit-learn's digits
-        # images that the QAT benchmark and tests train on.
-        "dev": [*TORCH, *TRAIN, "pytest>=8", "ruff>=0.6", "scikit-learn>=1.5"],
+        "jax": JAX,
+        # The tests: the PyTorch reference, the backend matrix (tests/test_backends.py), the
+        # training tests, and scikit-learn's digits images that the QAT benchmark and tests
+        # train on.
+        "dev": [*TORCH, *JAX, *TRAIN, "pytest>=8", "ruff>=0.6", "scikit-learn>=1.5"],
     },
     entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:console"]},
 )

@@ -41,6 +41,35 @@ def with_features(model):
     return keras.Model(model.input, outputs)
 
 
+def gradients(loss, inputs):
+    """d loss(*inputs) / d inputs as NumPy arrays, by the active Keras backend's autodiff.
+
+    `loss` maps backend tensors to a scalar with keras.ops; JAX differentiates it jitted.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.constant(a) for a in inputs]
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            value = loss(*tensors)
+        grads = tape.gradient(value, tensors)
+    elif backend == "jax":
+        import jax
+
+        grads = jax.jit(jax.grad(lambda args: loss(*args)))([jax.numpy.asarray(a) for a in inputs])
+    elif backend == "torch":
+        import torch
+
+        tensors = [torch.tensor(a, requires_grad=True) for a in inputs]
+        loss(*tensors).backward()
+        grads = [t.grad for t in tensors]
+    else:
+        raise ValueError(f"no gradient helper for Keras backend {backend!r}")
+    return [keras.ops.convert_to_numpy(g) for g in grads]
+
+
 @pytest.fixture
 def float64_policy():
     """Build and run models in float64 for the duration of a test."""

@@ -21,6 +21,15 @@ def pytorch_pad(x, pad):
     return ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) if pad else x
 
 
+def _upstream(args, upstream):
+    """The output gradient handed to a `keras.ops.custom_gradient` gradient function.
+
+    TensorFlow and JAX pass it positionally; PyTorch passes the forward's inputs positionally
+    and the output gradient as `upstream=` (taking `args[0]` there pads the input instead).
+    """
+    return args[0] if upstream is None else upstream
+
+
 def crop(x, top, left, height, width):
     """`x[:, top:top + height, left:left + width, :]` whose gradient is a zero PAD.
 
@@ -34,8 +43,8 @@ def crop(x, top, left, height, width):
         rows = [top, full_height - top - height]
         columns = [left, full_width - left - width]
 
-        def gradient(*upstream, **_):
-            return ops.pad(upstream[0], [[0, 0], rows, columns, [0, 0]])
+        def gradient(*args, upstream=None, **_):
+            return ops.pad(_upstream(args, upstream), [[0, 0], rows, columns, [0, 0]])
 
         return x[:, top : top + height, left : left + width, :], gradient
 
@@ -47,8 +56,8 @@ def tap(taps, k):
 
     @ops.custom_gradient
     def forward(taps):
-        def gradient(*upstream, **_):
-            return ops.pad(upstream[0], [[0, 0], [0, 0], [k, 8 - k], [0, 0]])
+        def gradient(*args, upstream=None, **_):
+            return ops.pad(_upstream(args, upstream), [[0, 0], [0, 0], [k, 8 - k], [0, 0]])
 
         return taps[:, :, k : k + 1, :], gradient
 

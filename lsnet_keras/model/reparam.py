@@ -69,13 +69,15 @@ def _fuse_block(source, target):
         for name in ("cv1", "cv2", "cv3"):
             _fold_conv_bn(getattr(lkp, name), getattr(fused_lkp, name))
         _copy(lkp.cv4, fused_lkp.cv4)
-        fused_lkp.norm_gamma.assign(lkp.norm_gamma)
-        fused_lkp.norm_beta.assign(lkp.norm_beta)
+        # NumPy copies: under JAX, assigning a variable shares its buffer with the source
+        # model, and the deployed model's first jitted call may donate (delete) it.
+        fused_lkp.norm_gamma.assign(np.array(lkp.norm_gamma))
+        fused_lkp.norm_beta.assign(np.array(lkp.norm_beta))
         _copy(source.mixer.bn, target.mixer.bn)
     else:
         for name in ("qkv", "dw", "proj"):
             _fold_conv_bn(getattr(source.mixer, name), getattr(target.mixer, name))
-        target.mixer.attention_biases.assign(source.mixer.attention_biases)
+        target.mixer.attention_biases.assign(np.array(source.mixer.attention_biases))
     _fold_conv_bn(source.ffn.pw1, target.ffn.pw1)
     _fold_conv_bn(source.ffn.pw2, target.ffn.pw2)
 
