@@ -96,7 +96,7 @@ def group_norm_input(lkp, x):
 
 
 @pytest.mark.slow
-def test_group_norm_overflows_float16_on_the_gpu_only_in_the_plain_layout(tmp_path):
+def test_group_norm_is_wrong_in_float16_on_the_gpu_only_in_the_plain_layout(tmp_path):
     skip_without_gpu()
     x = np.random.default_rng(0).uniform(0, 3, size=(2, 8, 8, 16)).astype("float32")
     plain, plain_path = lkp_fp16_tflite(False, tmp_path / "plain.tflite")
@@ -104,7 +104,8 @@ def test_group_norm_overflows_float16_on_the_gpu_only_in_the_plain_layout(tmp_pa
     expected = np.asarray(plain(x))
     np.testing.assert_allclose(np.asarray(safe(x)), expected, atol=1e-4)
     assert group_norm_input(plain.layers[1], x).max() > 256  # its square exceeds float16's 65504
-    assert not np.all(np.isfinite(litert_outputs(plain_path, x, "gpu")))
+    plain_on_gpu = litert_outputs(plain_path, x, "gpu")  # var = inf: rsqrt 0, the norm all 0
+    assert np.abs(plain_on_gpu - expected).max() > 0.5 * np.abs(expected).max()
     on_gpu = litert_outputs(safe_path, x, "gpu")
     assert np.all(np.isfinite(on_gpu))
     np.testing.assert_allclose(on_gpu, expected, atol=0.05 * np.abs(expected).max())
