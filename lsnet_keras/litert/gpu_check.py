@@ -31,6 +31,14 @@ import numpy as np
 
 LITERT_PIN = "ai-edge-litert==2.3.0"
 SETUP_HINT = "run `bash tflite/setup_gpu.sh` (as root)"
+XNNPACK_FORCE_FP16 = 4  # TFLITE_XNNPACK_DELEGATE_FLAG_FORCE_FP16 (xnnpack_delegate.h)
+# How `litert_outputs` runs a model: (LiteRT accelerator, float16 math).
+ACCELERATORS = {
+    "gpu": ("GPU", True),  # LiteRT's GPU default, as on phones
+    "gpu_fp32": ("GPU", False),
+    "xnnpack": ("CPU", False),
+    "xnnpack_fp16": ("CPU", True),  # XNNPACK's fp16 kernels (needs F16C or ARM fp16)
+}
 
 
 def check_gpu(model_path, inputs=None, seed=0, *, rtol=1e-2, fp32=False, timeout=600):
@@ -88,6 +96,84 @@ def check_gpu(model_path, inputs=None, seed=0, *, rtol=1e-2, fp32=False, timeout
     if worker["status"] != "ok":
         return _failure(_gpu_error(worker, log), fp32)
     return _report(worker, log, rtol, fp32)
+
+
+def litert_outputs(model_path, images, accelerator="gpu", timeout=600):
+    """Run a one-input, one-output `.tflite` on each of `images` with `accelerator`; stack them.
+
+    `accelerator` is a key of ACCELERATORS: gpu (float16, fully accelerated or an error),
+    gpu_fp32, xnnpack or xnnpack_fp16. Runs in a child process like `check_gpu`.
+
+    Returns:
+        float32 array (len(images), *output shape without the batch axis).
+
+    Raises:
+        ValueError: unknown accelerator, bad file, or LiteRT cannot run the model so.
+
+    Example:
+        >>> litert_outputs("model.tflite", images, "xnnpack_fp16").shape  # doctest: +SKIP
+        (450, 10)
+    """
+    if accelerator not in ACCELERATORS:
+        raise ValueError(
+            f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}"
+        )
+    _check_file(model_path)
+    with tempfile.TemporaryDirectory(prefix="litert_outputs_") as tmp:
+        request = {"mode": "outputs", "model": os.path.abspath(model_path)}
+        request.update(accelerator=accelerator, inputs=os.path.join(tmp, "inputs.npy"))
+        request["outputs"] = os.path.join(tmp, "outputs.npy")
+        request["result"] = os.path.join(tmp, "result.json")
+        np.save(request["inputs"], np.ascontiguousarray(images))
+        req_path = os.path.join(tmp, "request.json")
+        with open(req_path, "w") as f:
+            json.dump(request, f)
+        cmd = [sys.executable, os.path.abspath(__file__), "_worker", req_path]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ValueError(f"{model_path}: LiteRT did not finish within {timeout} s") from None
+        if not os.path.exists(request["result"]):
+            log = proc.stdout + proc.stderr
+            raise ValueError(f"{model_path}: LiteRT child process died{_tail(log)}")
+        with open(request["result"]) as f:
+            worker = json.load(f)
+        if worker["status"] != "ok":
+            raise ValueError(f"{model_path} on {accelerator}: {worker['message']}")
+        return np.load(request["outputs"])
+
+
+def _outputs_worker(request):
+    """Child side of `litert_outputs`: one compiled model, every image through it."""
+    try:
+        from ai_edge_litert import compiled_model as cm
+    except ImportError as err:
+        return {"status": "no_litert", "message": f"ai-edge-litert is not importable ({err})"}
+    hardware, fp16 = ACCELERATORS[request["accelerator"]]
+    if hardware == "GPU":
+        options = cm.Options(
+            cm.HardwareAccelerator.GPU, gpu_options=cm.GpuOptions(enforce_f32=not fp16)
+        )
+    else:
+        flags = XNNPACK_FORCE_FP16 if fp16 else None
+        options = cm.Options(
+            cm.HardwareAccelerator.CPU, cpu_options=cm.CpuOptions(xnnpack_flags=flags)
+        )
+    try:
+        model = cm.CompiledModel.from_file(request["model"], options=options)
+        in_buffers, out_buffers = model.create_input_buffers(0), model.create_output_buffers(0)
+        details = out_buffers[0].get_tensor_details()
+        shape = [max(int(n), 1) for n in details["shape"]]
+        outputs = []
+        for image in np.load(request["inputs"]):
+            in_buffers[0].write(np.ascontiguousarray(image[None]))
+            model.run_by_index(0, in_buffers, out_buffers)
+            value = out_buffers[0].read(int(np.prod(shape)), np.dtype(details["dtype"]))
+            outputs.append(value.reshape(shape[1:]).astype(np.float32))
+    except Exception as err:  # LiteRT raises RuntimeError with a multi-line text
+        return {"status": "error", "message": _message(err)}
+    np.save(request["outputs"], np.stack(outputs))
+    return {"status": "ok"}
 
 
 def _check_file(path):
@@ -326,7 +412,8 @@ def _max_abs_diff(actual, expected):
 def _worker_main(request_path):
     with open(request_path) as f:
         request = json.load(f)
-    result = _worker(request)
+    worker = _outputs_worker if request.get("mode") == "outputs" else _worker
+    result = worker(request)
     with open(request["result"], "w") as f:
         json.dump(result, f)
     return 0

@@ -16,7 +16,7 @@ from lsnet_keras.model.ops import stats_dtype
 from lsnet_keras.model.serialization import serializable
 
 
-@serializable("dim", "key_dim", "num_heads", "resolution", "deploy", "formulation")
+@serializable("dim", "key_dim", "num_heads", "resolution", "deploy", "formulation", "fp16_safe")
 class Attention(keras.layers.Layer):
     """Multi-head self-attention with a learned relative-position bias (stage 4 of LSNet).
 
@@ -24,6 +24,12 @@ class Attention(keras.layers.Layer):
     `softmax(q k^T * key_dim^-0.5 + bias)`, ReLU, 1x1 Conv2dBN projection. The bias table
     `attention_biases` has shape (num_heads, h * w) for a (h, w) = `resolution` feature map and is
     indexed by the official (|dy|, |dx|) scheme. The residual is added by the Block.
+
+    `fp16_safe=True` (the gpu target, whose GPU computes in float16) computes the same function
+    with smaller intermediates: the scale multiplies q (the converter folds it into the depthwise
+    conv's weights), so the unscaled product `q k^T`, key_dim**0.5 times larger, never exists.
+    (TFLite's SOFTMAX subtracts each row's maximum itself, also on the GPU: the converter drops
+    an explicit subtraction.)
 
     Example:
         >>> Attention(64, 16, 2, resolution=(4, 4))(keras.ops.zeros((1, 4, 4, 64))).shape
@@ -33,12 +39,21 @@ class Attention(keras.layers.Layer):
     FORMULATIONS = ("matmul", "elementwise")
 
     def __init__(
-        self, dim, key_dim, num_heads, resolution, deploy=False, formulation="matmul", **kwargs
+        self,
+        dim,
+        key_dim,
+        num_heads,
+        resolution,
+        deploy=False,
+        formulation="matmul",
+        fp16_safe=False,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if formulation not in self.FORMULATIONS:
             raise ValueError(f"formulation must be one of {self.FORMULATIONS}, got {formulation!r}")
         self.formulation = formulation
+        self.fp16_safe = fp16_safe
         self.dim = dim
         self.key_dim = key_dim
         self.num_heads = num_heads
@@ -69,6 +84,8 @@ class Attention(keras.layers.Layer):
         nh, kd = self.num_heads, self.key_dim
         qkv = self.qkv(x, training=training)
         q = self.dw(qkv[..., : nh * kd], training=training)
+        if self.fp16_safe:
+            q = q * self.scale
         k = qkv[..., nh * kd : 2 * nh * kd]
         v = qkv[..., 2 * nh * kd :]
         bias = ops.take(self.attention_biases, self.bias_index, axis=1)
@@ -78,6 +95,10 @@ class Attention(keras.layers.Layer):
         else:
             out = self._elementwise_attention(q, k, v, bias)
         return self.proj(ops.relu(out), training=training)
+
+    def _scaled(self, scores):
+        """`scores * scale`, unless q carries the scale already (fp16_safe)."""
+        return scores if self.fp16_safe else scores * self.scale
 
     def _softmax(self, scores):
         attn = ops.softmax(ops.cast(scores, stats_dtype(self.compute_dtype)), axis=-1)
@@ -90,7 +111,7 @@ class Attention(keras.layers.Layer):
         q = ops.transpose(ops.reshape(q, (-1, h * w, nh, kd)), (0, 2, 1, 3))
         k = ops.transpose(ops.reshape(k, (-1, h * w, nh, kd)), (0, 2, 3, 1))
         v = ops.transpose(ops.reshape(v, (-1, h * w, nh, vd)), (0, 2, 1, 3))
-        attn = self._softmax(ops.matmul(q, k) * self.scale + bias)
+        attn = self._softmax(self._scaled(ops.matmul(q, k)) + bias)
         return ops.reshape(ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3)), (-1, h, w, nh * vd))
 
     def _elementwise_attention(self, q, k, v, bias):
@@ -104,7 +125,8 @@ class Attention(keras.layers.Layer):
         _, h, w, _ = ops.shape(q)
         n = h * w
         kd, vd = self.key_dim, self.value_dim
-        sum_channels = ops.full((1, 1, kd, 1), self.scale, dtype=self.compute_dtype)
+        sum_weight = 1.0 if self.fp16_safe else self.scale
+        sum_channels = ops.full((1, 1, kd, 1), sum_weight, dtype=self.compute_dtype)
         heads = []
         for head in range(self.num_heads):
             q_h = ops.reshape(q[..., head * kd : (head + 1) * kd], (-1, n, 1, kd))

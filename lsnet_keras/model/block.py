@@ -16,13 +16,16 @@ from lsnet_keras.model.serialization import serializable
 from lsnet_keras.model.ska import LSConv
 
 
-@serializable("dim", "key_dim", "num_heads", "kind", "resolution", "deploy", "formulation")
+@serializable(
+    "dim", "key_dim", "num_heads", "kind", "resolution", "deploy", "formulation", "fp16_safe"
+)
 class Block(keras.layers.Layer):
     """One LSNet block: token mixer, optional SE, then a residual FFN (hidden = 2 * dim).
 
     `kind` is "repvgg" (RepVGGDW + SqueezeExcite; even block indices), "lsconv" (odd indices
     of stages 1-3) or "attention" (odd indices of stage 4, residual); `formulation` picks how
-    attention is computed (see Attention).
+    attention is computed (see Attention) and `fp16_safe` makes every mixer keep float16-safe
+    intermediates (the gpu target; same function, see Attention, LKP and SqueezeExcite).
 
     Example:
         >>> Block(32, 16, 2, kind="repvgg")(keras.ops.zeros((1, 4, 4, 32))).shape
@@ -40,6 +43,7 @@ class Block(keras.layers.Layer):
         resolution=None,
         deploy=False,
         formulation="matmul",
+        fp16_safe=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -52,13 +56,14 @@ class Block(keras.layers.Layer):
         self.resolution = None if resolution is None else tuple(resolution)
         self.deploy = deploy
         self.formulation = formulation
+        self.fp16_safe = fp16_safe
         policy = self.dtype_policy
         self.se = None
         if kind == "repvgg":
             self.mixer = RepVGGDW(dim, deploy=deploy, name="mixer", dtype=policy)
-            self.se = SqueezeExcite(dim, name="se", dtype=policy)
+            self.se = SqueezeExcite(dim, fp16_safe=fp16_safe, name="se", dtype=policy)
         elif kind == "lsconv":
-            self.mixer = LSConv(dim, deploy=deploy, name="mixer", dtype=policy)
+            self.mixer = LSConv(dim, deploy=deploy, fp16_safe=fp16_safe, name="mixer", dtype=policy)
         else:
             self.mixer = Attention(
                 dim,
@@ -67,6 +72,7 @@ class Block(keras.layers.Layer):
                 resolution,
                 deploy=deploy,
                 formulation=formulation,
+                fp16_safe=fp16_safe,
                 name="mixer",
                 dtype=policy,
             )

@@ -96,25 +96,32 @@ class RepVGGDW(keras.layers.Layer):
         return self.conv(x, training=training) + self.conv1(x, training=training) + x
 
 
-@serializable("dim", "ratio")
+@serializable("dim", "ratio", "fp16_safe")
 class SqueezeExcite(keras.layers.Layer):
     """timm's SqueezeExcite: mean over space, 1x1 conv, ReLU, 1x1 conv, sigmoid gate.
+
+    `fp16_safe=True` (the gpu target) takes the same mean as a mean over width then over height,
+    so a float16 accumulator sums at most max(h, w) values, not h * w.
 
     Example:
         >>> SqueezeExcite(64)(keras.ops.ones((1, 4, 4, 64))).shape
         (1, 4, 4, 64)
     """
 
-    def __init__(self, dim, ratio=0.25, **kwargs):
+    def __init__(self, dim, ratio=0.25, fp16_safe=False, **kwargs):
         super().__init__(**kwargs)
         self.dim = dim
         self.ratio = ratio
+        self.fp16_safe = fp16_safe
         hidden = make_divisible(dim * ratio)
         self.fc1 = keras.layers.Conv2D(hidden, 1, name="fc1", dtype=self.dtype_policy)
         self.fc2 = keras.layers.Conv2D(dim, 1, name="fc2", dtype=self.dtype_policy)
 
     def call(self, x):
-        gate = ops.mean(x, axis=(1, 2), keepdims=True)
+        if self.fp16_safe:  # rows, then columns: no partial sum of more than max(h, w) values
+            gate = ops.mean(ops.mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
+        else:
+            gate = ops.mean(x, axis=(1, 2), keepdims=True)
         gate = self.fc2(ops.relu(self.fc1(gate)))
         return x * ops.sigmoid(gate)
 

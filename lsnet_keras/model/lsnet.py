@@ -52,6 +52,9 @@ class LSNet(keras.Model):
         deploy: the inference form made by `reparameterize` (no BatchNorm, fused RepVGG).
         attention_formulation: "matmul" (batched matmuls; CPU, GPU, training) or
             "elementwise" (no BATCH_MATMUL, 1-D softmax; Coral Edge TPU). Same weights.
+        fp16_safe: keep intermediates in float16 range (attention scale folded into q,
+            GroupNorm and SE reductions on bounded values); the gpu target's layout. Same
+            weights, same function.
         weights: None, "imagenet" (the official release of a named variant, downloaded from
             the Hugging Face hub and cached), an `hf://owner/repo[/file]` handle, or a
             checkpoint path (`.pth`, `.safetensors`). A model without a head loads the backbone.
@@ -77,6 +80,7 @@ class LSNet(keras.Model):
         features_only=False,
         deploy=False,
         attention_formulation="matmul",
+        fp16_safe=False,
         weights=None,
         use_ema=False,
         name="lsnet",
@@ -128,6 +132,7 @@ class LSNet(keras.Model):
                     resolution=resolutions[stage],
                     deploy=deploy,
                     formulation=attention_formulation,
+                    fp16_safe=fp16_safe,
                     name=f"blocks{stage + 1}_{first + index}",
                 )
                 x = add(block, f"blocks{stage + 1}.{first + index}")(x)
@@ -156,6 +161,7 @@ class LSNet(keras.Model):
         self.features_only = features_only
         self.deploy = deploy
         self.attention_formulation = attention_formulation
+        self.fp16_safe = fp16_safe
         # Keras layer name -> official state_dict prefix, for the weight mapping.
         self.official_prefixes = prefixes
         if weights is not None:
@@ -176,6 +182,7 @@ class LSNet(keras.Model):
             "features_only": self.features_only,
             "deploy": self.deploy,
             "attention_formulation": self.attention_formulation,
+            "fp16_safe": self.fp16_safe,
             "name": self.name,
             "trainable": self.trainable,
         }

@@ -17,6 +17,8 @@ from lsnet_keras.model.ops import BN_EPSILON
 
 # How each target computes attention (see layers.Attention): Edge TPU has no BATCH_MATMUL.
 TARGET_ATTENTION = {"cpu": "matmul", "gpu": "matmul", "edgetpu": "elementwise"}
+# Which targets compute in float16 (the GPU, even for fp32 models): see LSNet's `fp16_safe`.
+TARGET_FP16_SAFE = {"cpu": False, "gpu": True, "edgetpu": False}
 
 
 def _f64(variable):
@@ -106,11 +108,14 @@ def with_target_layout(model, target):
         >>> with_target_layout(model, "edgetpu").attention_formulation
         'elementwise'
     """
-    formulation = TARGET_ATTENTION[target]
-    if model.attention_formulation == formulation:
+    layout = {
+        "attention_formulation": TARGET_ATTENTION[target],
+        "fp16_safe": TARGET_FP16_SAFE[target],
+    }
+    if all(getattr(model, key) == value for key, value in layout.items()):
         return model
     config = model.get_config()
-    config.update(attention_formulation=formulation)
+    config.update(layout)
     laid_out = LSNet.from_config(config)
     laid_out.set_weights(model.get_weights())
     return laid_out
@@ -132,7 +137,12 @@ def reparameterize(model, target="cpu"):
     if model.deploy:
         raise ValueError(f"{model.name} is already reparameterized (deploy=True)")
     config = model.get_config()
-    config.update(deploy=True, distillation=False, attention_formulation=TARGET_ATTENTION[target])
+    config.update(
+        deploy=True,
+        distillation=False,
+        attention_formulation=TARGET_ATTENTION[target],
+        fp16_safe=TARGET_FP16_SAFE[target],
+    )
     deployed = LSNet.from_config(config)
     for name, prefix in model.official_prefixes.items():
         source = model.get_layer(name)

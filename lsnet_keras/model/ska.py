@@ -16,7 +16,7 @@ from lsnet_keras.model.ops import BN_EPSILON, batch_norm, crop, pytorch_pad, sta
 from lsnet_keras.model.serialization import serializable
 
 
-@serializable("dim", "large_kernel", "deploy")
+@serializable("dim", "large_kernel", "deploy", "fp16_safe")
 class LKP(keras.layers.Layer):
     """Large-kernel perception: predicts per-pixel 3x3 kernels for SKA.
 
@@ -27,16 +27,20 @@ class LKP(keras.layers.Layer):
     (the official layout is `j * 9 + k`; the weight mapping permutes cv4 and the norm to match).
     Tap-major keeps each tap a contiguous slice and the norm a 4-D reshape.
 
+    `fp16_safe=True` (the gpu target) computes the same norm on the group divided by its largest
+    magnitude, so every value it sums or squares is at most 2 (see `group_norm`).
+
     Example:
         >>> LKP(64)(keras.ops.zeros((1, 6, 6, 64))).shape
         (1, 6, 6, 72)
     """
 
-    def __init__(self, dim, large_kernel=7, deploy=False, **kwargs):
+    def __init__(self, dim, large_kernel=7, deploy=False, fp16_safe=False, **kwargs):
         super().__init__(**kwargs)
         self.dim = dim
         self.large_kernel = large_kernel
         self.deploy = deploy
+        self.fp16_safe = fp16_safe
         self.weight_channels = dim // 8
         half = dim // 2
         self.cv1 = Conv2dBN(half, deploy=deploy, name="cv1", dtype=self.dtype_policy)
@@ -64,12 +68,30 @@ class LKP(keras.layers.Layer):
         grouped = ops.reshape(
             ops.cast(w, stats_dtype(self.compute_dtype)), (-1, h * width, 9, self.weight_channels)
         )
+        epsilon = BN_EPSILON
+        if self.fp16_safe:
+            grouped, epsilon = _unit_peak(grouped)
         mean = ops.mean(grouped, axis=(1, 2), keepdims=True)
         centered = grouped - mean
         var = ops.mean(centered * centered, axis=(1, 2), keepdims=True)
-        normalized = ops.reshape(centered * ops.rsqrt(var + BN_EPSILON), (-1, h, width, channels))
+        normalized = ops.reshape(centered * ops.rsqrt(var + epsilon), (-1, h, width, channels))
         normalized = ops.cast(normalized, self.compute_dtype)
         return normalized * self.norm_gamma + self.norm_beta
+
+
+def _unit_peak(grouped):
+    """(grouped / p, BN_EPSILON / p**2) with p the largest |value| of each group (>= sqrt(eps)).
+
+    GroupNorm is unchanged: `(x / p - mean) / sqrt(var / p**2 + eps / p**2)` is exactly the
+    norm of x, for any p > 0. With |x / p| <= 1 the sums behind the mean and the variance stay
+    within float16 range (65504) for groups of up to 16384 values (a 42x42 map's 9 taps), where
+    the plain form overflows as soon as a value reaches 256. `eps / p**2 <= 1` is computed as
+    `(sqrt(eps) / p)**2`, never forming 1 / p**2.
+    """
+    floor = BN_EPSILON**0.5
+    peak = ops.maximum(ops.max(ops.abs(grouped), axis=(1, 2), keepdims=True), floor)
+    relative_floor = floor / peak
+    return grouped / peak, relative_floor * relative_floor
 
 
 @serializable()
@@ -102,7 +124,7 @@ class SKA(keras.layers.Layer):
         return ops.reshape(out, (-1, h, w, channels))
 
 
-@serializable("dim", "deploy")
+@serializable("dim", "deploy", "fp16_safe")
 class LSConv(keras.layers.Layer):
     """LS convolution: `bn(ska(x, lkp(x))) + x`.
 
@@ -111,11 +133,12 @@ class LSConv(keras.layers.Layer):
         (1, 5, 5, 32)
     """
 
-    def __init__(self, dim, deploy=False, **kwargs):
+    def __init__(self, dim, deploy=False, fp16_safe=False, **kwargs):
         super().__init__(**kwargs)
         self.dim = dim
         self.deploy = deploy
-        self.lkp = LKP(dim, deploy=deploy, name="lkp", dtype=self.dtype_policy)
+        self.fp16_safe = fp16_safe
+        self.lkp = LKP(dim, deploy=deploy, fp16_safe=fp16_safe, name="lkp", dtype=self.dtype_policy)
         self.ska = SKA(name="ska", dtype=self.dtype_policy)
         self.bn = batch_norm("bn", self.dtype_policy)
 

@@ -95,7 +95,7 @@ class QATLSNet(keras.Model):
             raise QuantizationError(f"weight_bits must be in {WEIGHT_BITS}, got {weight_bits!r}")
         if weight_bits < 5 and target == "edgetpu":
             raise QuantizationError("4-bit weights are stored as int4: the Edge TPU needs 5 to 8")
-        lsnet = dict(lsnet, deploy=True, distillation=False)
+        lsnet = dict(lsnet, deploy=True, distillation=False, fp16_safe=False)  # int8, not fp16
         lsnet["attention_formulation"] = TARGET_ATTENTION[target]
         if template is None:
             template = LSNet.from_config(lsnet)
