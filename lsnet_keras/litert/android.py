@@ -117,10 +117,10 @@ def write_golden(model_path, image_path, folder, overwrite=False):
         >>> write_golden("lsnet_int8.tflite", "cat.png", "/tmp/golden_int8")  # doctest: +SKIP
     """
     refuse_existing([os.path.join(folder, name) for name in GOLDEN_FILES], overwrite)
-    classifier = TFLiteClassifier(model_path)  # first: one-line errors for a missing or bad file
+    photo = load_image(image_path)  # refuses unreadable or over-budget images before any work
+    classifier = TFLiteClassifier(model_path)
     model_bytes, crop_fraction = _model_crop_fraction(model_path)
     details, output = classifier.input, classifier.output
-    photo = load_image(image_path)
     pixels = np.asarray(eval_crop(photo, classifier.height, classifier.width))
     dtype = np.dtype(details["dtype"])
     if dtype == np.float32:
