@@ -11,7 +11,13 @@ On a TFLite-only machine (tflite-runtime, no Keras) only `lsnet_keras.litert.run
 
 __version__ = "0.1.0"
 
-from lsnet_keras.console import native_logs_silenced
+from lsnet_keras.errors import quiet_interrupts_if_command
+
+# `lsnet ...` and `python -m training.*` run this import first: there, Ctrl-C during the slow
+# Keras import below exits quietly with 130 (a library user's program is not changed).
+quiet_interrupts_if_command()
+
+from lsnet_keras.console import native_logs_silenced  # noqa: E402
 
 try:
     with native_logs_silenced():  # TensorFlow's import notices (oneDNN, CUDA) stay off screen
