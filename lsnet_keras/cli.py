@@ -54,10 +54,10 @@ def _export(args):
 
     if not (args.output or args.android_assets):
         raise LSNetError("give --output FILE.tflite (or --android-assets DIR)")
-    from lsnet_keras.io import refuse_existing, require_folder
+    from lsnet_keras.io import check_outputs, require_folder
 
     if args.output:
-        refuse_existing([args.output], args.force)  # before the slow part
+        check_outputs([args.output], args.force)  # before the slow part
     if args.calibration:
         require_folder(args.calibration, "calibration")
     model = _load_keras_model(args)

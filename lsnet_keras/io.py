@@ -11,10 +11,15 @@ Example:
 """
 
 import contextlib
+import errno
 import glob
 import os
 
-from lsnet_keras.errors import LSNetError
+from lsnet_keras.errors import LSNetError, WriteError
+
+# OSErrors of a write that say nothing about the input: no space, quota, file size limit,
+# read-only file system. Raised by write() without a file name; named here.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 def require_file(path, what="input"):
@@ -106,6 +111,41 @@ def refuse_existing(paths, overwrite=False):
             raise LSNetError(f"{path}: is a folder, cannot replace it with a file")
 
 
+def require_writable(path):
+    """Raise WriteError if `path` cannot be created: its nearest existing folder is read-only.
+
+    A missing folder on the way is fine (it will be created). Checked before the slow part of a
+    job; a full disk shows only when writing (`atomic_path` names the file then).
+
+    Example:
+        >>> require_writable("/proc/model.keras")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.errors.WriteError: /proc/model.keras: cannot write it: /proc is not writable
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise WriteError(f"{path}: cannot write it: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+        why = "is on a read-only file system" if read_only else "is not writable"
+        raise WriteError(f"{path}: cannot write it: {folder} {why}")
+
+
+def check_outputs(paths, overwrite=False):
+    """The checks of outputs before any work: `refuse_existing`, then `require_writable`.
+
+    Example:
+        >>> check_outputs(["/tmp/new_model.tflite"])
+    """
+    refuse_existing(paths, overwrite)
+    for path in paths:
+        require_writable(path)
+
+
 def _process_alive(pid):
     try:
         os.kill(pid, 0)
@@ -140,7 +180,8 @@ def atomic_path(path, overwrite=False):
     """Yield a temporary path in the target's folder; on success rename it to `path`.
 
     On any error (and Ctrl-C) the temporary file is removed and `path` is left as it was.
-    Refuses to replace an existing file unless `overwrite`.
+    Refuses to replace an existing file unless `overwrite`, or to start in a read-only folder.
+    A failed write (full disk, file size limit, read-only) is a WriteError naming `path`.
 
     Example:
         >>> import keras
@@ -148,36 +189,55 @@ def atomic_path(path, overwrite=False):
         ...     keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(tmp)
     """
     path = os.fspath(path)
-    refuse_existing([path], overwrite)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise LSNetError(f"{path}: the folder {folder} does not exist")
+    check_outputs([path], overwrite)
     remove_stale_temporaries(path)
     base, extension = os.path.splitext(os.path.basename(path))
     tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}{extension}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS and err.filename != tmp:
+            raise  # not the write's (reading an input inside the block, say)
+        raise WriteError(f"{path}: cannot write it: {err.strerror or err}") from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
 @contextlib.contextmanager
-def outputs_removed_on_failure(paths):
+def outputs_removed_on_failure(paths, folder=None):
     """Remove those of `paths` that did not exist before, if the block fails (or is stopped).
 
     For jobs that write several files: a failure part-way leaves nothing that blocks a rerun.
+    `folder` (where the files go) is created if missing, and removed again on failure if it is
+    still empty (with the empty parents created for it).
 
     Example:
-        >>> with outputs_removed_on_failure(["/tmp/a.tflite", "/tmp/b.tflite"]):
+        >>> with outputs_removed_on_failure(["/tmp/out/a.tflite"], folder="/tmp/out"):
         ...     pass
     """
     new = [os.fspath(p) for p in paths if not os.path.lexists(p)]
+    created = []
+    if folder is not None:
+        missing = os.path.abspath(os.fspath(folder))
+        while not os.path.lexists(missing):
+            created.append(missing)  # deepest first
+            missing = os.path.dirname(missing)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise WriteError(f"{folder}: cannot create the folder ({err.strerror})") from err
     try:
         yield
     except BaseException:
         for path in new:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
+        for path in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)  # only if empty
         raise

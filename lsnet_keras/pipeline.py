@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from lsnet_keras.io import atomic_path, outputs_removed_on_failure, refuse_existing
+from lsnet_keras.io import atomic_path, check_outputs, outputs_removed_on_failure
 from lsnet_keras.litert.calibration import builtin_images, folder_images
 from lsnet_keras.litert.edgetpu_check import check_edgetpu, summary_line
 from lsnet_keras.litert.export import export_tflite
@@ -173,9 +173,9 @@ def run_pipeline(
     """
     paths = {name: os.path.join(output_dir, f"{variant}_{name}.tflite") for name in EXPORTS}
     report_path = os.path.join(output_dir, f"{variant}_report.json")
-    refuse_existing([*paths.values(), report_path], overwrite)  # before any work
-    os.makedirs(output_dir, exist_ok=True)
-    with outputs_removed_on_failure([*paths.values(), report_path]):  # rerun-able on failure
+    check_outputs([*paths.values(), report_path], overwrite)  # before any work
+    # rerun-able on failure: no file of this job (nor the folder it made) is left
+    with outputs_removed_on_failure([*paths.values(), report_path], output_dir):
         return _run(
             variant, weights, use_ema, paths, report_path, img_size, calibration_dir, threads, runs
         )

@@ -55,18 +55,21 @@ def evaluate(args):
     )
     if data.val is None:
         raise DatasetError(f"{args.data_dir}: no validation split (val/ or validation-*-of-*)")
-    if data.val.skipped:
-        print(f"skipped {len(data.val.skipped)} unreadable or non-image files")
     classes = len(data.class_names)
     if args.model.endswith(".tflite"):
         from lsnet_keras.training.evaluation import evaluate_tflite
 
-        return evaluate_tflite(args.model, data.val, args.threads, classes)
-    from lsnet_keras.model.loading import load_keras_model
-    from lsnet_keras.training.evaluation import evaluate_model
+        metrics = evaluate_tflite(args.model, data.val, args.threads, classes)
+    else:
+        from lsnet_keras.model.loading import load_keras_model
+        from lsnet_keras.training.evaluation import evaluate_model
 
-    model = load_keras_model(args.model)
-    return evaluate_model(model, data.val, args.batch_size, num_classes=classes)
+        model = load_keras_model(args.model)
+        metrics = evaluate_model(model, data.val, args.batch_size, num_classes=classes)
+    if data.val.skipped:  # folders: found by the scan; records: as they were read
+        first = ", ".join(f"{p} ({why})" for p, why in data.val.skipped[:3])
+        print(f"skipped {len(data.val.skipped)} unreadable, non-image or oversized: {first}")
+    return metrics
 
 
 def main(argv=None):
@@ -81,10 +84,10 @@ def main(argv=None):
 
 
 def _run(args):
-    from lsnet_keras.io import atomic_path, refuse_existing
+    from lsnet_keras.io import atomic_path, check_outputs
 
     if args.json:
-        refuse_existing([args.json], args.force)  # before the slow part
+        check_outputs([args.json], args.force)  # before the slow part
     metrics = evaluate(args)
     print(
         f"{args.data_dir} val: top-1 {100 * metrics['top1']:.2f}%  "

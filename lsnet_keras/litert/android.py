@@ -20,7 +20,7 @@ import numpy as np
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.io import atomic_path, outputs_removed_on_failure, refuse_existing
+from lsnet_keras.io import atomic_path, check_outputs, outputs_removed_on_failure
 from lsnet_keras.litert.export import default_labels, export_tflite
 from lsnet_keras.litert.metadata import MetadataError, read_metadata
 from lsnet_keras.litert.runtime import TFLiteClassifier
@@ -41,10 +41,9 @@ def write_android_assets(model, folder, calibration=None, labels=None, overwrite
     """
     names = [*ANDROID_MODELS, "labels.txt"]
     paths = [os.path.join(folder, name) for name in names]
-    refuse_existing(paths, overwrite)  # before any work
-    os.makedirs(folder, exist_ok=True)
+    check_outputs(paths, overwrite)  # before any work
     labels = default_labels(model.num_classes) if labels is None else list(labels)
-    with outputs_removed_on_failure(paths):  # a failure part-way does not block a rerun
+    with outputs_removed_on_failure(paths, folder):  # a failure part-way does not block a rerun
         for name, options in ANDROID_MODELS.items():
             path = os.path.join(folder, name)
             export_tflite(
@@ -116,7 +115,7 @@ def write_golden(model_path, image_path, folder, overwrite=False):
     Example:
         >>> write_golden("lsnet_int8.tflite", "cat.png", "/tmp/golden_int8")  # doctest: +SKIP
     """
-    refuse_existing([os.path.join(folder, name) for name in GOLDEN_FILES], overwrite)
+    check_outputs([os.path.join(folder, name) for name in GOLDEN_FILES], overwrite)
     photo = load_image(image_path)  # refuses unreadable or over-budget images before any work
     classifier = TFLiteClassifier(model_path)
     model_bytes, crop_fraction = _model_crop_fraction(model_path)
@@ -153,7 +152,6 @@ def write_golden(model_path, image_path, folder, overwrite=False):
         | (pixels[..., 1].astype("uint32") << 8)
         | pixels[..., 2].astype("uint32")
     )
-    os.makedirs(folder, exist_ok=True)
     files = {
         "meta.json": json.dumps(meta, indent=1).encode(),
         "input_argb.bin": argb.astype("<u4").tobytes(),
@@ -163,7 +161,8 @@ def write_golden(model_path, image_path, folder, overwrite=False):
         "model.tflite": model_bytes,
         "photo.png": _png(photo),
     }
-    with outputs_removed_on_failure([os.path.join(folder, name) for name in GOLDEN_FILES]):
+    golden = [os.path.join(folder, name) for name in GOLDEN_FILES]
+    with outputs_removed_on_failure(golden, folder):
         for name in GOLDEN_FILES:
             with atomic_path(os.path.join(folder, name), overwrite=True) as tmp:
                 with open(tmp, "wb") as f:

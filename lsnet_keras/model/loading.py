@@ -7,10 +7,12 @@ Example:
     'lsnet_t'
 """
 
+import zipfile
+
 import numpy as np
 
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.io import atomic_path, require_file
+from lsnet_keras.io import atomic_path, check_outputs, require_file
 from lsnet_keras.model.lsnet import LSNet, build_variant
 from lsnet_keras.model.reparam import reparameterize
 from lsnet_keras.model.serialization import PACKAGE
@@ -81,6 +83,8 @@ def load_keras_model(path, lsnet_only=True):
         raise CheckpointError(str(err)) from None
     if not path.endswith(".keras"):
         raise CheckpointError(f"{path}: expected a .keras model file")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of such a file
+        raise CheckpointError(f"{path}: not a .keras model (a .keras file is a zip archive)")
     try:
         model = keras.models.load_model(path)
     except Exception as err:  # Keras raises many types for damaged archives
@@ -112,9 +116,10 @@ def convert_checkpoint(
     """
     if not str(output).endswith(".keras"):
         raise CheckpointError(f"{output}: the output must be a .keras file")
+    check_outputs([output], overwrite)  # before reading the checkpoint
+    model = model_from_checkpoint(checkpoint, variant, input_shape, use_ema)
+    if deploy:
+        model = reparameterize(model)
     with atomic_path(output, overwrite=overwrite) as tmp:
-        model = model_from_checkpoint(checkpoint, variant, input_shape, use_ema)
-        if deploy:
-            model = reparameterize(model)
         model.save(tmp)
     return model
