@@ -12,6 +12,10 @@
 * a prepared TFDS dataset (a folder with `dataset_info.json`), read with
   `tfds.builder_from_directory` (pip install tensorflow-datasets).
 
+Images over the pixel budget of `lsnet_keras.preprocess` (Pillow's MAX_IMAGE_PIXELS, 50:1) are
+skipped and counted in `Split.skipped`, never decoded: files when a folder is scanned, records
+of TFRecord / TFDS data as they stream (from their header; noted once each when first met).
+
 `train_dataset` yields one epoch of augmented (images, soft targets) batches for one input
 pipeline, starting at any step, deterministically: a resumed run sees exactly the examples the
 killed one had left. `eval_dataset` applies the official evaluation transform
@@ -199,7 +203,49 @@ def _find(data_dir, split, pattern):
     return []
 
 
+def _header_fits(encoded, name, seen, skipped):
+    """False for an encoded image whose header gives an absurd size (noted once in `skipped`)."""
+    try:
+        open_image(io.BytesIO(encoded), f"{name} record", decode=False)
+    except ImageTooLarge as err:
+        if hash(encoded) not in seen:
+            seen.add(hash(encoded))
+            skipped.append((f"{name} record", f"image too large ({str(err).split(': ', 1)[1]})"))
+        return np.bool_(False)
+    except ImageError:  # not readable by PIL: the decoder decides
+        pass
+    return np.bool_(True)
+
+
+def budget_filter(name, skipped):
+    """A function: (encoded image, label) records -> those within the pixel budget.
+
+    Only the header of each image is read (PIL, as for files). A record left out is appended
+    to `skipped` as ("NAME record", "image too large (...)") the first time it is met, however
+    many times the records are read (one filter per split).
+
+    Example:
+        >>> png = tf.io.encode_png(tf.zeros((4, 4, 3), "uint8"))
+        >>> skipped = []
+        >>> keep = budget_filter("train", skipped)
+        >>> len(list(keep(tf.data.Dataset.from_tensors((png, 0))))), skipped
+        (1, [])
+    """
+    seen = set()
+
+    def fits(encoded, label):
+        ok = tf.numpy_function(
+            lambda data: _header_fits(data, name, seen, skipped), [encoded], tf.bool
+        )
+        return tf.ensure_shape(ok, [])
+
+    return lambda records: records.filter(fits)
+
+
 def _tfrecord_split(files, name, info, label_offset):
+    skipped = []
+    keep_fitting = budget_filter(name, skipped)
+
     def records(shuffle_seed=None, shard=(0, 1)):
         index, count = shard
         names = tf.data.Dataset.from_tensor_slices(files)
@@ -221,7 +267,7 @@ def _tfrecord_split(files, name, info, label_offset):
             example = tf.io.parse_single_example(record, TFRECORD_FEATURES)
             return example["image/encoded"], example["image/class/label"] - label_offset
 
-        return data.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        return keep_fitting(data.map(parse, num_parallel_calls=tf.data.AUTOTUNE))
 
     if info is None:
         print(f"counting the records of {len(files)} {name} shards (no dataset.json) ...")
@@ -230,7 +276,9 @@ def _tfrecord_split(files, name, info, label_offset):
         for label in labels:
             info["num_examples"] += 1
             info["max_label"] = max(info["max_label"], int(label))
-    return Split(name, info["num_examples"], records=records, num_files=len(files)), info
+    split = Split(name, info["num_examples"], records=records, num_files=len(files))
+    split.skipped = skipped  # filled as records are read
+    return split, info
 
 
 def _open_tfrecords(data_dir, label_offset):
@@ -262,8 +310,12 @@ def _open_tfds(data_dir):
         if not found:
             continue
         info = builder.info.splits[found[0]]
+        skipped = []
+        keep_fitting = budget_filter(found[0], skipped)
 
-        def records(shuffle_seed=None, shard=(0, 1), name=found[0], files=info.num_shards):
+        def records(
+            shuffle_seed=None, shard=(0, 1), name=found[0], files=info.num_shards, keep=keep_fitting
+        ):
             index, count = shard
             by_file = files >= count
             context = tf.distribute.InputContext(count, index) if by_file and count > 1 else None
@@ -276,9 +328,12 @@ def _open_tfds(data_dir):
             )
             if not by_file:
                 data = data.shard(count, index)
-            return data.map(lambda e: (e[image_key], tf.cast(e[label_key], tf.int64)))
+            data = data.map(lambda e: (e[image_key], tf.cast(e[label_key], tf.int64)))
+            return keep(data)
 
-        splits[split] = Split(split, info.num_examples, records=records, num_files=info.num_shards)
+        splits[split] = Split(
+            split, info.num_examples, records=records, num_files=info.num_shards, skipped=skipped
+        )
     names = list(features[label_key].names)
     return ImageDataset(splits.get("train"), splits.get("val"), names, "tfds")
 

@@ -28,11 +28,12 @@ import time
 import keras
 import tensorflow as tf
 
-from lsnet_keras.io import atomic_path, require_folder
+from lsnet_keras.io import atomic_path, outputs_removed_on_failure, require_folder
 from lsnet_keras.model.loading import load_keras_model
 from lsnet_keras.model.lsnet import LSNet
+from lsnet_keras.training.augment import parse_rand_augment
 from lsnet_keras.training.config import PRECISIONS, TrainingError
-from lsnet_keras.training.data import DatasetError, open_dataset, train_dataset
+from lsnet_keras.training.data import SPLIT_NAMES, DatasetError, open_dataset, train_dataset
 from lsnet_keras.training.distribute import is_chief
 from lsnet_keras.training.evaluation import Evaluator
 from lsnet_keras.training.history import plot_history, write_json
@@ -61,9 +62,16 @@ class Trainer:
         self.checkpoint_dir = os.path.join(self.out, "checkpoints")
         self._evaluators = {}
         self._check_settings()
-        os.makedirs(self.out, exist_ok=True)
-        self._log(f"{self.strategy.__class__.__name__}: {self._replicas} replica(s)")
-        self._open_data()
+        # A run that fails before training (data, --finetune, teacher) leaves no folder behind.
+        scans = [os.path.join(self.out, "data", f"{split}_index.json") for split in SPLIT_NAMES]
+        with outputs_removed_on_failure(scans, os.path.join(self.out, "data")):
+            self._log(f"{self.strategy.__class__.__name__}: {self._replicas} replica(s)")
+            self._open_data()
+            self._build()
+
+    def _build(self):
+        """Models, optimizer and checkpoint manager (after the data: the class count)."""
+        c = self.config
         previous = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy(c.precision)  # layers keep it once built
         try:
@@ -100,6 +108,7 @@ class Trainer:
         if c.precision not in PRECISIONS:
             raise TrainingError(f"--precision must be one of {', '.join(PRECISIONS)}")
         require_folder(c.data_dir, "data")  # before the output folder is made
+        parse_rand_augment(c.augment.rand_augment)  # --aa, before the input pipeline
         if c.teacher_input not in ("normalized", "pixels"):
             raise TrainingError(f"--teacher-input must be normalized or pixels: {c.teacher_input}")
         if not c.resume and tf.train.latest_checkpoint(self.checkpoint_dir):
@@ -129,10 +138,8 @@ class Trainer:
         )
         if self.data.train is None:
             raise DatasetError(f"{c.data_dir}: no training split (train/ or train-*-of-*)")
-        for split in (self.data.train, self.data.val):
-            if split is not None and split.skipped:
-                first = ", ".join(f"{p} ({why})" for p, why in split.skipped[:3])
-                self._log(f"{split.name}: skipped {len(split.skipped)} files: {first}")
+        self._skips_logged = {}
+        self._log_skipped()
         found = len(self.data.class_names)
         self.num_classes = c.num_classes or found
         if self.num_classes < found:
@@ -152,6 +159,17 @@ class Trainer:
             f"data ({self.data.kind}): {self.data.train.num_examples} train / {val} val images, "
             f"{found} classes; {self.steps_per_epoch} steps of {c.batch_size} per epoch"
         )
+
+    def _log_skipped(self):
+        """Log the files (or records) skipped since the last call: a folder's are all known
+        when it is scanned, TFRecord / TFDS records over the pixel budget as they are read."""
+        for split in (self.data.train, self.data.val):
+            if split is None or len(split.skipped) == self._skips_logged.get(split.name, 0):
+                continue
+            new = split.skipped[self._skips_logged.get(split.name, 0) :]
+            self._skips_logged[split.name] = len(split.skipped)
+            first = ", ".join(f"{p} ({why})" for p, why in new[:3])
+            self._log(f"{split.name}: skipped {len(new)} files: {first}")
 
     def _build_models(self):
         c = self.config
@@ -394,6 +412,7 @@ class Trainer:
                 "seconds": round(time.time() - began, 2),
             }
             record.update(self._evaluate(self.model))
+            self._log_skipped()
             history.append(record)
             self.history_json.assign(json.dumps(history))
             self._save()
