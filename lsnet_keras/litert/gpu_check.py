@@ -11,7 +11,8 @@ LiteRT runs in a child Python process: lavapipe's LLVM crashes (SIGSEGV in vkCre
 when TensorFlow, which bundles its own LLVM, is loaded in the same process.
 
 This module is run as a script in the child, so it imports only the standard library and
-NumPy (not the lsnet_keras package, which would load TensorFlow). The command-line tool is
+NumPy (not the lsnet_keras package, which would load TensorFlow); the parent's errors are the
+project's one-line `LSNetError`s, imported where raised (`_error`). The command-line tool is
 `python -m tflite.gpu_check`.
 
 Example:
@@ -62,7 +63,8 @@ def check_gpu(model_path, inputs=None, seed=0, *, rtol=1e-2, fp32=False, timeout
         `error` (a string when the GPU cannot be used at all; the results are then None).
 
     Raises:
-        ValueError: the file is missing or not a valid TFLite model, or bad `inputs`.
+        LSNetError (a ValueError): the file is missing or not a valid TFLite model, or `inputs`
+            do not fit the model (one line naming the file).
 
     Example:
         >>> report = check_gpu("model.tflite")  # doctest: +SKIP
@@ -88,11 +90,9 @@ def check_gpu(model_path, inputs=None, seed=0, *, rtol=1e-2, fp32=False, timeout
         with open(request["result"]) as f:
             worker = json.load(f)
     if worker["status"] == "bad_input":
-        raise ValueError(worker["message"])
+        raise _error(f"{model_path}: {worker['message']}")
     if worker["status"] == "bad_model":
-        raise ValueError(
-            f"{model_path}: LiteRT cannot load or run it on the CPU ({worker['message']})"
-        )
+        raise _error(f"{model_path}: LiteRT cannot load or run it on the CPU ({worker['message']})")
     if worker["status"] != "ok":
         return _failure(_gpu_error(worker, log), fp32)
     return _report(worker, log, rtol, fp32)
@@ -108,16 +108,15 @@ def litert_outputs(model_path, images, accelerator="gpu", timeout=600):
         float32 array (len(images), *output shape without the batch axis).
 
     Raises:
-        ValueError: unknown accelerator, bad file, or LiteRT cannot run the model so.
+        LSNetError (a ValueError): unknown accelerator, bad file, or LiteRT cannot run the
+            model so.
 
     Example:
         >>> litert_outputs("model.tflite", images, "xnnpack_fp16").shape  # doctest: +SKIP
         (450, 10)
     """
     if accelerator not in ACCELERATORS:
-        raise ValueError(
-            f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}"
-        )
+        raise _error(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
     _check_file(model_path)
     with tempfile.TemporaryDirectory(prefix="litert_outputs_") as tmp:
         request = {"mode": "outputs", "model": os.path.abspath(model_path)}
@@ -132,14 +131,14 @@ def litert_outputs(model_path, images, accelerator="gpu", timeout=600):
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ValueError(f"{model_path}: LiteRT did not finish within {timeout} s") from None
+            raise _error(f"{model_path}: LiteRT did not finish within {timeout} s") from None
         if not os.path.exists(request["result"]):
             log = proc.stdout + proc.stderr
-            raise ValueError(f"{model_path}: LiteRT child process died{_tail(log)}")
+            raise _error(f"{model_path}: LiteRT child process died{_tail(log)}")
         with open(request["result"]) as f:
             worker = json.load(f)
         if worker["status"] != "ok":
-            raise ValueError(f"{model_path} on {accelerator}: {worker['message']}")
+            raise _error(f"{model_path} on {accelerator}: {worker['message']}")
         return np.load(request["outputs"])
 
 
@@ -176,13 +175,21 @@ def _outputs_worker(request):
     return {"status": "ok"}
 
 
+def _error(message):
+    """The parent's one-line LSNetError (imported here: the child must not load TensorFlow)."""
+    from lsnet_keras.errors import LSNetError
+
+    return LSNetError(" ".join(str(message).splitlines()))
+
+
 def _check_file(path):
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: file not found")
+    from lsnet_keras.io import require_file
+
+    require_file(path, "TFLite model")
     with open(path, "rb") as f:
         head = f.read(8)
     if head[4:8] != b"TFL3":
-        raise ValueError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
+        raise _error(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
 
 
 def _save_inputs(inputs, tmp):
