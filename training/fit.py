@@ -10,57 +10,85 @@ rate (warm-up and cosine are `training.train`'s). The `.keras` file exports like
 `lsnet export photos.keras --output photos.tflite` (export runs on TensorFlow).
 """
 
-import argparse
 import sys
 
-from lsnet_keras.errors import LSNetError
-from training.train import _model
+from lsnet_keras import options
+from lsnet_keras.errors import LSNetError, run_command
+from training.train import POSITIVE_RATE, _model
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    """The command-line options, checked where parsed (one-line errors, exit 2).
+
+    Example:
+        >>> build_parser().parse_args(["--data-dir", "d", "--output", "m.keras"]).epochs
+        10
+    """
+    parser = options.ArgumentParser(
         prog="python -m training.fit", description=__doc__.split("\n")[0]
     )
     add = parser.add_argument
     add("--data-dir", required=True, help="class folders train/<class>/*, or TFRecords / TFDS")
     add("--finetune", help="official .pth / .safetensors or a training-form .keras")
-    add("--model", default="lsnet_t", help="without --finetune: lsnet_t|s|b or JSON arguments")
-    add("--img-size", type=int, default=224)
-    add("--epochs", type=int, default=10)
-    add("--batch-size", type=int, default=64, help="global batch, split over the devices")
-    add("--lr", type=float, default=1e-4)
-    add("--weight-decay", type=float, default=0.025)
-    add("--seed", type=int, default=0)
-    add("--output", required=True, help="the fine-tuned model, a .keras file")
+    add(
+        "--model",
+        type=_model,
+        default="lsnet_t",
+        help="without --finetune: lsnet_t|s|b or JSON arguments",
+    )
+    add("--img-size", type=options.IMAGE_SIZE, default=224)
+    add("--epochs", type=options.POSITIVE, default=10)
+    add(
+        "--batch-size",
+        type=options.POSITIVE,
+        default=64,
+        help="global batch, split over the devices",
+    )
+    add("--lr", type=POSITIVE_RATE, default=1e-4)
+    add("--weight-decay", type=options.NON_NEGATIVE, default=0.025)
+    add("--seed", type=options.COUNT, default=0)
+    add(
+        "--output",
+        required=True,
+        type=options.output_file(".keras"),
+        help="the fine-tuned model, a .keras file",
+    )
     add("--force", action="store_true", help="replace an existing --output")
     return parser
 
 
 def fit(args):
-    """Build, train and save; returns the per-epoch training losses."""
+    """Build, train and save `args.output`; returns None (the exit status 0 for run_command).
+
+    Example:
+        >>> fit(build_parser().parse_args(["--data-dir", "photos", "--output", "p.keras"]))
+        ... # doctest: +SKIP
+    """
     import keras
 
-    from lsnet_keras.io import atomic_path, refuse_existing
+    from lsnet_keras.io import atomic_path, check_outputs
     from lsnet_keras.training.data import open_dataset, train_dataset
     from lsnet_keras.training.keras_fit import compile_for_finetune, data_parallel
     from lsnet_keras.training.recipe import build_model
 
-    if not args.output.endswith(".keras"):
-        raise LSNetError(f"--output: expected a .keras file, got {args.output!r}")
-    refuse_existing([args.output], args.force)
+    check_outputs([args.output], args.force)
     devices = data_parallel()
     if devices and args.batch_size % len(devices):
         raise LSNetError(f"--batch-size {args.batch_size}: not divisible by {len(devices)} devices")
     keras.utils.set_random_seed(args.seed)
     data = open_dataset(args.data_dir, splits=("train",))
     classes = len(data.class_names)
-    name = _model(args.model)
-    model, note = build_model(name, classes, args.img_size, finetune=args.finetune, seed=args.seed)
-    print(f"{keras.backend.backend()} on {len(devices) or 1} device(s); {note}")
-    compile_for_finetune(model, args.lr, args.weight_decay)
     steps = data.train.num_examples // args.batch_size
     if steps == 0:
-        raise LSNetError(f"--batch-size {args.batch_size}: more than the training images")
+        raise LSNetError(
+            f"--batch-size {args.batch_size}: more than the {data.train.num_examples} "
+            "training images"
+        )
+    model, note = build_model(
+        args.model, classes, args.img_size, finetune=args.finetune, seed=args.seed
+    )
+    print(f"{keras.backend.backend()} on {len(devices) or 1} device(s); {note}")
+    compile_for_finetune(model, args.lr, args.weight_decay)
     losses = []
     for epoch in range(args.epochs):
         batches = train_dataset(
@@ -70,8 +98,7 @@ def fit(args):
         losses.append(history.history["loss"][-1])
     with atomic_path(args.output, overwrite=args.force) as tmp:
         model.save(tmp)
-    print(f"wrote {args.output}")
-    return losses
+    print(f"wrote {args.output} (training loss by epoch: {', '.join(f'{x:.4g}' for x in losses)})")
 
 
 def main(argv=None):
@@ -82,12 +109,7 @@ def main(argv=None):
         0
     """
     args = build_parser().parse_args(argv)
-    try:
-        fit(args)
-    except LSNetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("python -m training.fit", fit, args)
 
 
 if __name__ == "__main__":

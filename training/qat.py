@@ -171,7 +171,10 @@ def main(argv=None):
         ...       "--output-dir", "runs/q"])  # doctest: +SKIP
         0
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.finetune:  # before the output folder is made
+        parser.error("--finetune is required: QAT fine-tunes a trained float model")
     return run(
         args,
         lambda strategy: QATTrainer(qat_config(args), strategy).fit(),

@@ -36,7 +36,11 @@ def make_strategy(name="default", cpu_replicas=0, tpu=None):
             raise TrainingError("--strategy multiworker needs TF_CONFIG (cluster and task)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        except (ValueError, tf.errors.OpError) as err:
+            where = f"--tpu {tpu}" if tpu else "no local TPU (give --tpu NAME)"
+            raise TrainingError(f"--strategy tpu: {where}: {err}") from None
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)

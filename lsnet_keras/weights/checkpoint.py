@@ -14,7 +14,7 @@ Example:
 """
 
 import argparse
-import zipfile
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -90,7 +90,7 @@ def _load_pth(path, source):
             f"{source}: refused: the checkpoint contains pickled code or objects that are not "
             f"tensors ({offending}); it was not executed"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+    except Exception as err:  # RuntimeError, EOFError, BadZipFile, struct.error on junk bytes
         raise CheckpointError(
             f"{source}: not a readable PyTorch checkpoint ({_first_line(err)})"
         ) from None
@@ -177,8 +177,9 @@ def read_checkpoint(path, use_ema=False, source=None):
     """
     try:
         path = require_file(path, "checkpoint")
-    except LSNetError as err:
-        raise CheckpointError(str(err) if source is None else f"{source}: {err}") from None
+    except LSNetError as err:  # named by `source` when it is not the path (hf://, imagenet)
+        named = source in (None, os.fspath(path))
+        raise CheckpointError(str(err) if named else f"{source}: {err}") from None
     source = source or path
     if path.endswith(".safetensors"):
         if use_ema:
