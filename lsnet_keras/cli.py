@@ -58,6 +58,10 @@ def _export(args):
 
     if args.output:
         check_outputs([args.output], args.force)  # before the slow part
+    if args.android_assets:
+        from lsnet_keras.litert.android import asset_paths
+
+        check_outputs(asset_paths(args.android_assets), args.force)
     if args.calibration:
         require_folder(args.calibration, "calibration")
     model = _load_keras_model(args)

@@ -10,14 +10,12 @@ commands in subprocesses, plus signals and the heavier cases.
 import contextlib
 import io
 import os
-import pickle
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from goldens import REFERENCE_DIR
@@ -29,6 +27,8 @@ from lsnet_keras import cli, preprocess
 from lsnet_keras import io as lsnet_io
 from lsnet_keras.training.data import open_dataset
 from training import evaluate as evaluate_cli
+from training import fit as fit_cli
+from training import qat as qat_cli
 from training import train as train_cli
 
 TINY_CHECKPOINT = REFERENCE_DIR / "tiny_128.safetensors"
@@ -37,12 +37,12 @@ PROGRAMS = {
     "lsnet": (cli.main, ["-m", "lsnet_keras.cli"]),
     "train": (train_cli.main, ["-m", "training.train"]),
     "evaluate": (evaluate_cli.main, ["-m", "training.evaluate"]),
+    "qat": (qat_cli.main, ["-m", "training.qat"]),
+    "fit": (fit_cli.main, ["-m", "training.fit"]),
 }
-TINY = {"embed_dim": (8, 8, 8, 8), "depth": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)}
-SIZE = 32
 
-# (program, argv, exit status, text in the error line). {name}: a file of `hostile_files`;
-# {out}: an empty folder that must stay empty.
+# (program, argv, exit status, text in the error line). {name}: a file of `hostile_files`
+# (conftest.py); {out}: an empty folder that must stay empty.
 CASES = [
     # options, refused where they are parsed
     ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.keras --img-size 0", 2, "--img-size"),
@@ -118,9 +118,32 @@ CASES = [
     ("evaluate", "--data-dir {three_classes} --model {tflite}", 2, "but the dataset has 3"),
     ("evaluate", "--data-dir {data} --model {tflite} --json {existing}", 2, "already exists"),
     ("train", "--data-dir {ok_png} --output-dir {out}/t", 2, "is a file, not a data folder"),
+    # a second hostile pass: the training commands' other options and files, junk models
+    ("train", "--data-dir {data} --output-dir {out}/t --aa bogus", 2, "--aa 'bogus'"),
+    ("train", "--data-dir {data} --output-dir {out}/t --strategy tpu", 2, "--strategy tpu"),
+    ("train", "--data-dir {data} --output-dir {out}/t --batch-size 2 --num-classes 1", 2, "< 2"),
+    ("train", "--data-dir {data} --output-dir {out}/t --finetune {junk_keras}", 2, "zip archive"),
+    ("train", "--data-dir {data} --output-dir {out}/t --finetune {junk_pth}", 2, "not a readable"),
+    ("qat", "--data-dir {data} --output-dir {out}/q", 2, "--finetune is required"),
+    ("fit", "--data-dir {data} --output {out}/x.keras --img-size 0", 2, "--img-size"),
+    ("fit", "--data-dir {data} --output {out}/x.keras --batch-size 0", 2, "--batch-size"),
+    ("fit", "--data-dir {data} --output {out}/x.keras --epochs -1", 2, "--epochs"),
+    ("fit", "--data-dir {data} --output {out}/x.keras --lr nan", 2, "--lr"),
+    ("fit", "--data-dir {data} --output {out}/x.keras --model lsnet_x", 2, "unknown variant"),
+    ("fit", "--data-dir {data} --output {out}/x.txt", 2, "must end in .keras"),
+    ("fit", "--data-dir {out}/missing --output {out}/x.keras", 2, "data folder not found"),
+    ("fit", "--data-dir {data} --output {out}/x.keras", 2, "more than the 4 training images"),
+    ("fit", "--data-dir {data} --output {out}/x.keras --finetune {junk_pth}", 2, "not a readable"),
+    ("lsnet", "convert --weights {junk_pth} --output {out}/a.keras", 2, "not a readable PyTorch"),
+    ("lsnet", "convert --checkpoint {ckpt} --output {ok_png}/a.keras", 2, "is a file, not a"),
+    ("lsnet", "export {junk_keras} --output {out}/x.tflite", 2, "a .keras file is a zip"),
+    ("lsnet", "export {keras} --android-assets {ok_png}", 2, "is a file, not a folder"),
+    ("lsnet", "pipeline --output-dir {ok_png}", 2, "is a file, not a folder"),
+    ("evaluate", "--data-dir {data} --model {junk_keras}", 2, "a .keras file is a zip"),
 ]
 # Cases that build and run a model: only in the slow, subprocess half.
 HEAVY = {"bf16_pth", "nan_st", "int_st", "nan_keras", "big_dir"}
+HEAVY_OPTIONS = ("--strategy tpu", "--finetune")  # a TPU resolver; data scan + torch / Keras
 
 
 def _case_id(case):
@@ -151,101 +174,6 @@ def _check(program, code, message, status, stderr, out):
     assert left == [], f"left behind: {left}"
 
 
-def _tflite(model, path):
-    import tensorflow as tf
-
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    return path
-
-
-def _tiny_lsnet(num_classes):
-    return lsnet_keras.LSNet(**TINY, num_classes=num_classes, input_shape=SIZE)
-
-
-@pytest.fixture(scope="session")
-def hostile_files(tmp_path_factory):
-    """Every bad (and a few good) input of the catalogue, built once."""
-    root = tmp_path_factory.mktemp("hostile")
-    files = {"folder": root / "a_folder", "ckpt": TINY_CHECKPOINT}
-    files["folder"].mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(root / "ok.png")
-    files["ok_png"] = root / "ok.png"
-    files["huge_png"] = root / "huge.png"
-    Image.new("1", (20000, 20000)).save(files["huge_png"])  # 400 megapixels, 50 kB
-    files["thin_png"] = root / "thin.png"
-    Image.new("L", (1, 2000)).save(files["thin_png"])
-    files["text_png"] = root / "text.png"
-    files["text_png"].write_text("not an image")
-    files["truncated_png"] = root / "truncated.png"
-    files["truncated_png"].write_bytes(files["ok_png"].read_bytes()[:100])
-    files["fifo_png"] = root / "fifo.png"
-    os.mkfifo(files["fifo_png"])
-    files["binary"] = root / "labels.bin"
-    files["binary"].write_bytes(b"\xff\xfe\x00\x80")
-    files["big_dir"] = root / "big_dir"
-    files["big_dir"].mkdir()
-    os.link(files["huge_png"], files["big_dir"] / "huge.png")
-    files["existing"] = root / "existing.json"
-    files["existing"].write_text("{}")
-    files["golden"] = root / "golden"  # an earlier run's golden files: kept without --force
-    files["golden"].mkdir()
-    (files["golden"] / "meta.json").write_text("{}")
-    # models: a 2-class LSNet .keras, 2-class .tflite classifiers of several input layouts
-    files["keras"] = root / "tiny.keras"
-    _tiny_lsnet(2).save(files["keras"])
-    layouts = {"": (16, 16, 3), "nchw": (3, 16, 16), "gray": (16, 16, 1), "flat": (12,)}
-    for name, shape in layouts.items():
-        other = keras.Sequential(
-            [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(2)]
-        )
-        files[f"{name}_tflite".lstrip("_")] = _tflite(other, root / f"{name or 'rgb'}.tflite")
-    files["not_lsnet"] = root / "dense.keras"
-    other.save(files["not_lsnet"])
-    # checkpoints
-    state = load_file(TINY_CHECKPOINT)
-    first = sorted(k for k, v in state.items() if v.dtype.kind == "f")[0]
-    files["nan_st"] = root / "nan.safetensors"
-    save_file({**state, first: np.full_like(state[first], np.nan)}, files["nan_st"])
-    files["int_st"] = root / "int.safetensors"
-    save_file({**state, first: state[first].astype("int32")}, files["int_st"])
-    files["bf16_pth"] = root / "bf16.pth"  # written by `heavy_files` (imports torch)
-    files["nan_keras"] = root / "nan.keras"  # written by `heavy_files`
-    files["garbage_pth"] = root / "garbage.pth"
-    files["garbage_pth"].write_bytes(pickle.dumps({"a": 1}, protocol=4))
-    files["evil_pth"] = root / "evil.pth"
-    files["evil_pth"].write_bytes(pickle.dumps({"a": _Evil()}, protocol=2))
-    # data: two (and three) classes of readable images
-    for key, classes in (("data", "ab"), ("three_classes", "abc")):
-        files[key] = root / key
-        for split in ("train", "val"):
-            for name in classes:
-                (files[key] / split / name).mkdir(parents=True)
-                for i in range(2):
-                    os.link(files["ok_png"], files[key] / split / name / f"{i}.png")
-    return {key: str(value) for key, value in files.items()}
-
-
-class _Evil:
-    def __reduce__(self):
-        return (os.system, ("echo pwned",))
-
-
-@pytest.fixture(scope="session")
-def heavy_files(hostile_files):
-    """`hostile_files` plus those that take seconds to make: a bfloat16 .pth, NaN weights."""
-    import torch
-
-    state = load_file(TINY_CHECKPOINT)
-    half = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
-    half = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in half.items()}
-    torch.save(half, hostile_files["bf16_pth"])
-    broken = _tiny_lsnet(2)
-    broken.weights[0].assign(np.full(broken.weights[0].shape, np.nan, "float32"))
-    broken.save(hostile_files["nan_keras"])
-    return hostile_files
-
-
 def _in_process(program, argv):
     """(exit status, stderr) of `main(argv)` run here."""
     stderr = io.StringIO()
@@ -257,7 +185,12 @@ def _in_process(program, argv):
     return status, stderr.getvalue()
 
 
-IN_PROCESS = [case for case in CASES if not any(f"{{{name}}}" in case[1] for name in HEAVY)]
+IN_PROCESS = [
+    case
+    for case in CASES
+    if not any(f"{{{name}}}" in case[1] for name in HEAVY)
+    and not any(option in case[1] for option in HEAVY_OPTIONS)
+]
 
 
 @pytest.mark.parametrize("case", IN_PROCESS, ids=_case_id)

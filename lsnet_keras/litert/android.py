@@ -32,6 +32,16 @@ ANDROID_MODELS = {
 }
 
 
+def asset_paths(folder):
+    """The files `write_android_assets` writes into `folder`.
+
+    Example:
+        >>> [os.path.basename(p) for p in asset_paths("assets")]
+        ['lsnet_fp16.tflite', 'lsnet_int8.tflite', 'labels.txt']
+    """
+    return [os.path.join(folder, name) for name in [*ANDROID_MODELS, "labels.txt"]]
+
+
 def write_android_assets(model, folder, calibration=None, labels=None, overwrite=False):
     """Write `lsnet_fp16.tflite`, `lsnet_int8.tflite` and `labels.txt` into `folder`.
 
@@ -39,8 +49,8 @@ def write_android_assets(model, folder, calibration=None, labels=None, overwrite
         >>> sorted(write_android_assets(model, "/tmp/assets"))  # doctest: +SKIP
         ['labels.txt', 'lsnet_fp16.tflite', 'lsnet_int8.tflite']
     """
-    names = [*ANDROID_MODELS, "labels.txt"]
-    paths = [os.path.join(folder, name) for name in names]
+    paths = asset_paths(folder)
+    names = [os.path.basename(path) for path in paths]
     check_outputs(paths, overwrite)  # before any work
     labels = default_labels(model.num_classes) if labels is None else list(labels)
     with outputs_removed_on_failure(paths, folder):  # a failure part-way does not block a rerun

@@ -28,7 +28,12 @@ import time
 import keras
 import tensorflow as tf
 
-from lsnet_keras.io import atomic_path, outputs_removed_on_failure, require_folder
+from lsnet_keras.io import (
+    atomic_path,
+    outputs_removed_on_failure,
+    require_folder,
+    require_writable,
+)
 from lsnet_keras.model.loading import load_keras_model
 from lsnet_keras.model.lsnet import LSNet
 from lsnet_keras.training.augment import parse_rand_augment
@@ -108,6 +113,7 @@ class Trainer:
         if c.precision not in PRECISIONS:
             raise TrainingError(f"--precision must be one of {', '.join(PRECISIONS)}")
         require_folder(c.data_dir, "data")  # before the output folder is made
+        require_writable(os.path.join(self.out, "checkpoints"))  # a read-only --output-dir
         parse_rand_augment(c.augment.rand_augment)  # --aa, before the input pipeline
         if c.teacher_input not in ("normalized", "pixels"):
             raise TrainingError(f"--teacher-input must be normalized or pixels: {c.teacher_input}")
