@@ -11,7 +11,7 @@ On a TFLite-only machine (tflite-runtime, no Keras) only `lsnet_keras.litert.run
 
 __version__ = "0.1.0"
 
-from lsnet_keras.errors import quiet_interrupts_if_command
+from lsnet_keras.errors import quiet_interrupts_if_command, started_as_lsnet_command
 
 # `lsnet ...` and `python -m training.*` run this import first: there, Ctrl-C during the slow
 # Keras import below exits quietly with 130 (a library user's program is not changed).
@@ -19,31 +19,36 @@ quiet_interrupts_if_command()
 
 from lsnet_keras.console import native_logs_silenced  # noqa: E402
 
-try:
-    with native_logs_silenced():  # TensorFlow's import notices (oneDNN, CUDA) stay off screen
-        import keras  # noqa: F401
-except ImportError:  # a TFLite-only install (Coral, Raspberry Pi): the runtime modules only
+if started_as_lsnet_command():
+    # The `lsnet` command imports what each subcommand uses, inside its command boundary:
+    # `lsnet predict` never loads TensorFlow, and a bad option is refused before it loads.
     __all__ = []
 else:
-    from lsnet_keras import layers  # noqa: F401  (registers layers for keras.models.load_model)
-    from lsnet_keras.litert.export import export_tflite
-    from lsnet_keras.model.lsnet import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
-    from lsnet_keras.model.reparam import reparameterize
-    from lsnet_keras.quantization.qat_model import quantize_model
-    from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
-    from lsnet_keras.weights.mapping import export_state_dict, load_weights
+    try:
+        with native_logs_silenced():  # TensorFlow's import notices (oneDNN, CUDA) stay off screen
+            import keras  # noqa: F401
+    except ImportError:  # a TFLite-only install (Coral, Raspberry Pi): the runtime modules only
+        __all__ = []
+    else:
+        from lsnet_keras import layers  # noqa: F401  (registers layers for keras.models.load_model)
+        from lsnet_keras.litert.export import export_tflite
+        from lsnet_keras.model.lsnet import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
+        from lsnet_keras.model.reparam import reparameterize
+        from lsnet_keras.quantization.qat_model import quantize_model
+        from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
+        from lsnet_keras.weights.mapping import export_state_dict, load_weights
 
-    __all__ = [
-        "CheckpointError",
-        "LSNet",
-        "build_variant",
-        "export_state_dict",
-        "export_tflite",
-        "load_weights",
-        "lsnet_b",
-        "lsnet_s",
-        "lsnet_t",
-        "quantize_model",
-        "read_state_dict",
-        "reparameterize",
-    ]
+        __all__ = [
+            "CheckpointError",
+            "LSNet",
+            "build_variant",
+            "export_state_dict",
+            "export_tflite",
+            "load_weights",
+            "lsnet_b",
+            "lsnet_s",
+            "lsnet_t",
+            "quantize_model",
+            "read_state_dict",
+            "reparameterize",
+        ]

@@ -71,11 +71,27 @@ def started_as_command(argv=None, orig_argv=None):
         >>> started_as_command(["app.py"], ["python", "app.py"])
         False
     """
+    if started_as_lsnet_command(argv, orig_argv):
+        return True
+    orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
+    return _main_module(orig_argv) in COMMAND_MODULES
+
+
+def started_as_lsnet_command(argv=None, orig_argv=None):
+    """True if this process is the `lsnet` command (the console script or `python -m
+    lsnet_keras.cli`), which runs whole under `console.native_logs_silenced`.
+
+    Example:
+        >>> started_as_lsnet_command(["-m"], ["python", "-m", "lsnet_keras.cli", "predict"])
+        True
+        >>> started_as_lsnet_command(["-m"], ["python", "-m", "training.train"])
+        False
+    """
     argv = sys.argv if argv is None else argv
     orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
     if argv and os.path.basename(argv[0]) in CONSOLE_SCRIPTS:
         return True
-    return _main_module(orig_argv) in COMMAND_MODULES
+    return _main_module(orig_argv) == "lsnet_keras.cli"
 
 
 def _interrupted(signum, frame):

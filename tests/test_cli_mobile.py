@@ -88,6 +88,26 @@ def test_predict_prints_top5_and_latency(name, exported, images):
     )
 
 
+PREDICT_ALONE = """
+import sys
+sys.argv = ["lsnet", *sys.argv[1:]]  # as the console script starts
+from lsnet_keras import cli
+status = cli.main(sys.argv[1:])
+print("loaded:", sorted({"keras", "tensorflow"} & set(sys.modules)))
+sys.exit(status)
+"""
+
+
+def test_predict_never_loads_tensorflow(exported, images):
+    """`lsnet predict` needs only the LiteRT runtime: no seconds spent importing TensorFlow."""
+    argv = ["predict", str(exported["int8"]), str(images / "image0.png")]
+    result = subprocess.run(
+        [sys.executable, "-c", PREDICT_ALONE, *argv], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: []"
+
+
 def test_export_without_calibration_says_it_uses_the_builtin_set(tiny_keras, tmp_path, capsys):
     output = tmp_path / "m.tflite"
     assert main(["export", str(tiny_keras), "--precision", "int8", "--output", str(output)]) == 0

@@ -77,6 +77,9 @@ def load_keras_model(path, lsnet_only=True):
     """
     import keras
 
+    import lsnet_keras.layers  # noqa: F401  (every layer registered for load_model, also in
+    import lsnet_keras.quantization  # noqa: F401  the `lsnet` command, which imports lazily)
+
     try:
         path = require_file(path, "model")
     except LSNetError as err:
