@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -234,12 +235,26 @@ def test_one_real_command_line(hostile_files, tmp_path):
     _check("lsnet", 2, "over the limit of", result.returncode, result.stderr, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def subprocess_runs(heavy_files, tmp_path_factory):
+    """{case: (finished process, its output folder)} for every case of the catalogue, run
+    through the real commands as many at a time as there are cores (most start TensorFlow)."""
+    folders = {case: tmp_path_factory.mktemp("case") for case in CASES}
+
+    def run(case):
+        program, argv, _, _ = case
+        return _subprocess(program, _expand(argv, heavy_files, folders[case]))
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return {case: (done, folders[case]) for case, done in zip(CASES, pool.map(run, CASES))}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_catalogue_in_subprocesses(case, heavy_files, tmp_path):
-    program, argv, code, message = case
-    result = _subprocess(program, _expand(argv, heavy_files, tmp_path))
-    _check(program, code, message, result.returncode, result.stderr, tmp_path)
+def test_catalogue_in_subprocesses(case, subprocess_runs):
+    program, _, code, message = case
+    done, out = subprocess_runs[case]
+    _check(program, code, message, done.returncode, done.stderr, out)
 
 
 @pytest.mark.slow
