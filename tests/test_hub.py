@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 from conftest import nhwc
+from goldens import float32_bound
 from hub_server import LocalHub, closed_port_endpoint
 
 import lsnet_keras
@@ -80,7 +81,8 @@ def cached_files(tmp_path):
 def test_imagenet_downloads_once_then_loads_from_the_cache(hub, golden, tmp_path, monkeypatch):
     case = golden("lsnet_t_224")
     model = lsnet_keras.lsnet_t(weights="imagenet")
-    assert np.abs(model.predict(nhwc(case["input"]), verbose=0) - case["logits"]).max() <= 1e-3
+    logits = model.predict(nhwc(case["input"]), verbose=0)
+    assert np.abs(logits - case["logits"]).max() <= float32_bound(case["logits"])
     blobs = [r for r in hub.requests if r[0] == "cdn"]
     assert [r[1] for r in blobs] == ["GET"], "one transfer, from the CDN the hub redirects to"
     assert (tmp_path / "hf" / "hub" / "models--jameslahm--lsnet").is_dir()

@@ -75,10 +75,17 @@ class Attention(keras.layers.Layer):
         self.bias_index = attention_bias_index(self.resolution)
 
     def build(self, input_shape):
+        qk_channels = self.key_dim * self.num_heads
+        self.qkv.build(input_shape)
+        self.dw.build((*input_shape[:-1], qk_channels))
+        self.proj.build((*input_shape[:-1], self.value_dim * self.num_heads))
         h, w = self.resolution
         self.attention_biases = self.add_weight(
             name="attention_biases", shape=(self.num_heads, h * w), initializer="zeros"
         )
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.dim)
 
     def call(self, x, training=None):
         nh, kd = self.num_heads, self.key_dim

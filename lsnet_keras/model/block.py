@@ -12,6 +12,7 @@ import keras
 
 from lsnet_keras.model.attention import Attention
 from lsnet_keras.model.conv import FFN, RepVGGDW, SqueezeExcite
+from lsnet_keras.model.ops import build_sublayers
 from lsnet_keras.model.serialization import serializable
 from lsnet_keras.model.ska import LSConv
 
@@ -77,6 +78,12 @@ class Block(keras.layers.Layer):
                 dtype=policy,
             )
         self.ffn = FFN(dim, 2 * dim, deploy=deploy, name="ffn", dtype=policy)
+
+    def build(self, input_shape):
+        build_sublayers(input_shape, self.mixer, self.se, self.ffn)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def call(self, x, training=None):
         mixed = self.mixer(x, training=training)

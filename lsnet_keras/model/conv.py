@@ -14,7 +14,12 @@ import keras
 from keras import ops
 
 from lsnet_keras.config import make_divisible
-from lsnet_keras.model.ops import batch_norm, depthwise_7x7_as_columns, pytorch_pad
+from lsnet_keras.model.ops import (
+    batch_norm,
+    build_sublayers,
+    depthwise_7x7_as_columns,
+    pytorch_pad,
+)
 from lsnet_keras.model.serialization import serializable
 
 
@@ -51,10 +56,22 @@ class Conv2dBN(keras.layers.Layer):
             )
         self.bn = None if deploy else batch_norm("bn", self.dtype_policy)
 
+    def build(self, input_shape):
+        padded = self._padded_shape(input_shape)
+        self.conv.build(padded)
+        if self.bn is not None:
+            self.bn.build(self.conv.compute_output_shape(padded))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(self._padded_shape(input_shape))
+
+    def _padded_shape(self, shape):
+        batch, h, w, channels = shape
+        grow = 2 * self.pad
+        return (batch, None if h is None else h + grow, None if w is None else w + grow, channels)
+
     def call(self, x, training=None):
         if self._uses_column_strips(x):
-            if not self.conv.built:
-                self.conv.build(x.shape)
             return depthwise_7x7_as_columns(x, self.conv.kernel, self.conv.bias)
         x = self.conv(pytorch_pad(x, self.pad))
         return x if self.bn is None else self.bn(x, training=training)
@@ -90,6 +107,12 @@ class RepVGGDW(keras.layers.Layer):
             else Conv2dBN(dim, 1, depthwise=True, name="conv1", dtype=self.dtype_policy)
         )
 
+    def build(self, input_shape):
+        build_sublayers(input_shape, self.conv, self.conv1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def call(self, x, training=None):
         if self.conv1 is None:
             return self.conv(x)
@@ -117,6 +140,14 @@ class SqueezeExcite(keras.layers.Layer):
         self.fc1 = keras.layers.Conv2D(hidden, 1, name="fc1", dtype=self.dtype_policy)
         self.fc2 = keras.layers.Conv2D(dim, 1, name="fc2", dtype=self.dtype_policy)
 
+    def build(self, input_shape):
+        pooled = (input_shape[0], 1, 1, self.dim)
+        self.fc1.build(pooled)
+        self.fc2.build(self.fc1.compute_output_shape(pooled))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def call(self, x):
         if self.fp16_safe:  # rows, then columns: no partial sum of more than max(h, w) values
             gate = ops.mean(ops.mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
@@ -143,6 +174,13 @@ class FFN(keras.layers.Layer):
         self.pw1 = Conv2dBN(hidden, deploy=deploy, name="pw1", dtype=self.dtype_policy)
         self.pw2 = Conv2dBN(dim, deploy=deploy, name="pw2", dtype=self.dtype_policy)
 
+    def build(self, input_shape):
+        self.pw1.build(input_shape)
+        self.pw2.build(self.pw1.compute_output_shape(input_shape))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def call(self, x, training=None):
         return self.pw2(ops.relu(self.pw1(x, training=training)), training=training)
 
@@ -164,6 +202,12 @@ class BNLinear(keras.layers.Layer):
         self.deploy = deploy
         self.bn = None if deploy else batch_norm("bn", self.dtype_policy)
         self.linear = keras.layers.Dense(units, name="linear", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        build_sublayers(input_shape, self.bn, self.linear)
+
+    def compute_output_shape(self, input_shape):
+        return self.linear.compute_output_shape(input_shape)
 
     def call(self, x, training=None):
         if self.bn is not None:

@@ -69,6 +69,18 @@ def stats_dtype(compute_dtype):
     return "float64" if compute_dtype == "float64" else "float32"
 
 
+def build_sublayers(input_shape, *layers):
+    """Build each layer (None: absent) for `input_shape`, without tracing any call.
+
+    The composite layers build their parts this way and state their output shape
+    (`compute_output_shape`), so a functional LSNet is assembled from shapes alone: Keras would
+    otherwise trace every nested `call` to find them, which made building LSNet-T take seconds.
+    """
+    for layer in layers:
+        if layer is not None:
+            layer.build(input_shape)
+
+
 def batch_norm(name, dtype):
     """BatchNormalization with PyTorch's epsilon and momentum."""
     return keras.layers.BatchNormalization(

@@ -12,7 +12,15 @@ import keras
 from keras import ops
 
 from lsnet_keras.model.conv import Conv2dBN
-from lsnet_keras.model.ops import BN_EPSILON, batch_norm, crop, pytorch_pad, stats_dtype, tap
+from lsnet_keras.model.ops import (
+    BN_EPSILON,
+    batch_norm,
+    build_sublayers,
+    crop,
+    pytorch_pad,
+    stats_dtype,
+    tap,
+)
 from lsnet_keras.model.serialization import serializable
 
 
@@ -53,9 +61,15 @@ class LKP(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        half = (*input_shape[:-1], self.dim // 2)
+        self.cv1.build(input_shape)
+        build_sublayers(half, self.cv2, self.cv3, self.cv4)
         channels = 9 * self.weight_channels
         self.norm_gamma = self.add_weight(name="norm_gamma", shape=(channels,), initializer="ones")
         self.norm_beta = self.add_weight(name="norm_beta", shape=(channels,), initializer="zeros")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 9 * self.weight_channels)
 
     def call(self, x, training=None):
         x = ops.relu(self.cv1(x, training=training))
@@ -109,6 +123,9 @@ class SKA(keras.layers.Layer):
         (1, 4, 4, 16)
     """
 
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
     def call(self, inputs):
         x, weights = inputs
         _, h, w, channels = ops.shape(x)
@@ -141,6 +158,12 @@ class LSConv(keras.layers.Layer):
         self.lkp = LKP(dim, deploy=deploy, fp16_safe=fp16_safe, name="lkp", dtype=self.dtype_policy)
         self.ska = SKA(name="ska", dtype=self.dtype_policy)
         self.bn = batch_norm("bn", self.dtype_policy)
+
+    def build(self, input_shape):
+        build_sublayers(input_shape, self.lkp, self.bn)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def call(self, x, training=None):
         return self.bn(self.ska([x, self.lkp(x, training=training)]), training=training) + x
