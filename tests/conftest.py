@@ -38,6 +38,18 @@ def nchw(x):
     return np.asarray(x).transpose(0, 3, 1, 2)
 
 
+def run_model(model, x):
+    """`model`'s outputs on a few inputs as NumPy, called eagerly.
+
+    `predict` first traces the model into a graph (seconds for LSNet-T), which a handful of
+    images never pays back; the eager call is the same computation (training=False).
+    """
+    outputs = model(x, training=False)
+    if isinstance(outputs, (list, tuple)):
+        return [keras.ops.convert_to_numpy(output) for output in outputs]
+    return keras.ops.convert_to_numpy(outputs)
+
+
 def with_features(model):
     """The model's outputs plus [patch_embed, stage1..stage4] as one Keras model."""
     names = ["patch_embed_4", "stage1", "stage2", "stage3", "stage4"]

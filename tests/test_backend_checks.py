@@ -10,6 +10,7 @@ does the same, reparameterizes to the same function and gives the same stage out
 import keras
 import numpy as np
 import pytest
+from conftest import run_model
 
 import lsnet_keras
 from lsnet_keras.layers import Block
@@ -35,8 +36,8 @@ def fit(model, images, steps=4):
 def assert_round_trip(model, images, path):
     model.save(path)
     restored = keras.models.load_model(path)
-    expected = model.predict(images, verbose=0)
-    assert np.abs(restored.predict(images, verbose=0) - expected).max() <= 1e-6
+    expected = run_model(model, images)
+    assert np.abs(run_model(restored, images) - expected).max() <= 1e-6
 
 
 def test_lsconv_block_trains_and_round_trips(tmp_path):
@@ -70,13 +71,13 @@ def test_small_lsnet_trains_and_round_trips(trained, tmp_path):
 @pytest.mark.slow
 def test_small_lsnet_reparameterize_and_features_only(trained):
     model, images, _ = trained
-    expected = model.predict(images, verbose=0)
+    expected = run_model(model, images)
     deployed = lsnet_keras.reparameterize(model)
-    assert np.abs(deployed.predict(images, verbose=0) - expected).max() <= 1e-4
+    assert np.abs(run_model(deployed, images) - expected).max() <= 1e-4
     features = lsnet_keras.LSNet(**SMALL, num_classes=3, input_shape=64, features_only=True)
     state = lsnet_keras.export_state_dict(model)
     backbone = {k: v for k, v in state.items() if not k.startswith("head")}
     lsnet_keras.load_weights(features, backbone, source="trained backbone")
     stages = keras.Model(model.input, [model.get_layer(n).output for n in STAGES])
-    for ours, theirs in zip(features.predict(images, verbose=0), stages.predict(images, verbose=0)):
+    for ours, theirs in zip(run_model(features, images), run_model(stages, images)):
         assert np.abs(ours - theirs).max() <= 1e-5

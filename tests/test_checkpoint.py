@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import keras_model_for, nhwc
+from conftest import keras_model_for, nhwc, run_model
 from goldens import REFERENCE_DIR, VARIANTS, load_manifest
 
 import lsnet_keras
@@ -36,7 +36,7 @@ def test_pth_layouts_load_identically(wrapper, tiny, tmp_path):
     loaded = read_state_dict(path)
     assert set(loaded) == set(tiny["state_dict"])
     model = keras_model_for(tiny["config"], weights=str(path))
-    logits = model.predict(nhwc(tiny["input"]), verbose=0)
+    logits = run_model(model, nhwc(tiny["input"]))
     assert np.abs(logits - tiny["logits"]).max() <= 1e-4
 
 
@@ -137,6 +137,6 @@ def test_state_dict_round_trip_is_exact(tiny):
 def test_backbone_loads_a_classifier_checkpoint_without_its_head(tiny):
     path = REFERENCE_DIR / "tiny_128.safetensors"
     model = keras_model_for(tiny["config"], features_only=True, weights=str(path))
-    features = model.predict(nhwc(tiny["input"]), verbose=0)
+    features = run_model(model, nhwc(tiny["input"]))
     for name, feature in zip(("blocks1", "blocks2", "blocks3", "blocks4"), features):
         assert np.abs(feature.transpose(0, 3, 1, 2) - tiny["features"][name]).max() <= 1e-4

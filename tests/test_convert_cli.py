@@ -5,34 +5,29 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import keras_model_for, nhwc
+from conftest import keras_model_for, nhwc, run_model
 
 import lsnet_keras
 from lsnet_keras.cli import main
 
 LOAD_AND_RUN = """
 import sys, numpy as np, keras, lsnet_keras
-model = keras.models.load_model(sys.argv[1])
-np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
+for model_path, input_path, output_path in zip(*[iter(sys.argv[1:])] * 3):
+    model = keras.models.load_model(model_path)
+    np.save(output_path, keras.ops.convert_to_numpy(model(np.load(input_path), training=False)))
 """
 
 
-def outputs_in_fresh_process(model_path, inputs, tmp_path):
-    np.save(tmp_path / "inputs.npy", inputs)
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            LOAD_AND_RUN,
-            str(model_path),
-            str(tmp_path / "inputs.npy"),
-            str(tmp_path / "outputs.npy"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return np.load(tmp_path / "outputs.npy")
+def outputs_in_fresh_process(jobs, folder):
+    """{model path: outputs} of saved models, each loaded and run on its inputs (`jobs`: model
+    path -> inputs) in one new Python process."""
+    argv = []
+    for i, (path, inputs) in enumerate(jobs.items()):
+        np.save(folder / f"inputs_{i}.npy", inputs)
+        argv += [str(path), str(folder / f"inputs_{i}.npy"), str(folder / f"outputs_{i}.npy")]
+    command = [sys.executable, "-c", LOAD_AND_RUN, *argv]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    return {path: np.load(folder / f"outputs_{i}.npy") for i, path in enumerate(jobs)}
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +46,51 @@ def tiny_files(golden, tmp_path_factory):
     return case, {"pth": pth, "safetensors": REFERENCE_DIR / "tiny_128.safetensors"}
 
 
-@pytest.mark.parametrize("kind", ["pth", "safetensors"])
-@pytest.mark.parametrize("deploy", [False, True])
-def test_convert_then_load_in_fresh_process(kind, deploy, tiny_files, tmp_path):
+@pytest.fixture(scope="module")
+def fresh_outputs(tiny_files, golden, tmp_path_factory):
+    """{file name: outputs} of .keras files loaded and run in one new Python process: `lsnet
+    convert` of both checkpoint formats in both forms (tiny_128), and `Model.save` of the
+    distilled golden model in both forms (tiny_distill_128)."""
     case, files = tiny_files
-    output = tmp_path / "tiny.keras"
-    argv = [
-        "convert",
-        "--checkpoint",
-        str(files[kind]),
-        "--output",
-        str(output),
-        "--img-size",
-        "128",
-    ]
-    assert main(argv + (["--deploy"] if deploy else [])) == 0
-    logits = outputs_in_fresh_process(output, nhwc(case["input"]), tmp_path)
-    assert np.abs(logits - case["logits"]).max() <= 1e-4
+    folder = tmp_path_factory.mktemp("fresh")
+    converted = []
+    for kind in ("pth", "safetensors"):
+        for deploy in (False, True):
+            converted.append(folder / f"{kind}_{deploy}.keras")
+            argv = ["convert", "--checkpoint", str(files[kind]), "--output", str(converted[-1])]
+            argv += ["--img-size", "128", *(["--deploy"] if deploy else [])]
+            assert main(argv) == 0, (kind, deploy)
+    distilled = golden("tiny_distill_128")
+    model = keras_model_for(distilled["config"])
+    lsnet_keras.load_weights(model, distilled["state_dict"], source="golden")
+    forms = {
+        f"distill_{deploy}.keras": form
+        for deploy, form in enumerate((model, lsnet_keras.reparameterize(model)))
+    }
+    for name, form in forms.items():
+        form.save(folder / name)
+    inputs = {"tiny": nhwc(case["input"]), "distill": nhwc(distilled["input"])}
+    jobs = {path: inputs["tiny"] for path in converted}
+    jobs.update({folder / name: inputs["distill"] for name in forms})
+    outputs = {path.name: out for path, out in outputs_in_fresh_process(jobs, folder).items()}
+    return outputs, forms, inputs
+
+
+def test_convert_then_load_in_fresh_process(fresh_outputs, tiny_files):
+    """Both checkpoint formats, training and deployment forms: each converted .keras file loads
+    in a new process and gives the golden logits."""
+    outputs, _, _ = fresh_outputs
+    case, _ = tiny_files
+    for kind in ("pth", "safetensors"):
+        for deploy in (False, True):
+            logits = outputs[f"{kind}_{deploy}.keras"]
+            assert np.abs(logits - case["logits"]).max() <= 1e-4, (kind, deploy)
+
+
+def test_keras_round_trip_training_and_deploy_forms(fresh_outputs):
+    outputs, forms, inputs = fresh_outputs
+    for name, form in forms.items():
+        assert np.array_equal(outputs[name], run_model(form, inputs["distill"])), name
 
 
 def test_convert_refuses_overwrite_and_leaves_no_partial_file(tiny_files, tmp_path, capsys):
@@ -111,16 +134,3 @@ def test_wrong_variant_exits_with_one_line(tiny_files, tmp_path):
     # exactly our one line: no Python traceback and no TensorFlow C++ logging around it
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("lsnet convert: error:") and "does not fit the model" in line
-
-
-def test_keras_round_trip_training_and_deploy_forms(golden, tmp_path):
-    case = golden("tiny_distill_128")
-    model = keras_model_for(case["config"])
-    lsnet_keras.load_weights(model, case["state_dict"], source="golden")
-    for form in (model, lsnet_keras.reparameterize(model)):
-        path = tmp_path / f"{form.name}_{form.deploy}.keras"
-        form.save(path)
-        expected = form.predict(nhwc(case["input"]), verbose=0)
-        assert np.array_equal(
-            outputs_in_fresh_process(path, nhwc(case["input"]), tmp_path), expected
-        )

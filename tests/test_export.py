@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import keras_model_for, nhwc
+from conftest import keras_model_for, nhwc, run_model
 from goldens import CASES, float32_bound
 
 import lsnet_keras
@@ -56,7 +56,7 @@ def test_fp32_tflite_matches_keras_and_golden(name, tiny_models):
     x = nhwc(case["input"])
     logits = run_tflite(tflite, x)
     deployed = lsnet_keras.reparameterize(model)
-    assert np.abs(logits - deployed.predict(x, verbose=0)).max() <= 1e-4
+    assert np.abs(logits - run_model(deployed, x)).max() <= 1e-4
     assert np.abs(logits - case["logits"]).max() <= 1e-4
 
 
@@ -118,8 +118,8 @@ def test_edgetpu_layout_keeps_the_float_outputs(tiny_models):
     deployed = lsnet_keras.reparameterize(model)
     edgetpu = with_target_layout(deployed, "edgetpu")
     x = nhwc(case["input"])
-    outputs = edgetpu.predict(x, verbose=0)
-    assert np.abs(outputs - deployed.predict(x, verbose=0)).max() <= 1e-5
+    outputs = run_model(edgetpu, x)
+    assert np.abs(outputs - run_model(deployed, x)).max() <= 1e-5
     assert np.abs(outputs - case["logits"]).max() <= 1e-4
 
 

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import nhwc
+from conftest import nhwc, run_model
 from goldens import float32_bound
 from hub_server import LocalHub, closed_port_endpoint
 
@@ -81,7 +81,7 @@ def cached_files(tmp_path):
 def test_imagenet_downloads_once_then_loads_from_the_cache(hub, golden, tmp_path, monkeypatch):
     case = golden("lsnet_t_224")
     model = lsnet_keras.lsnet_t(weights="imagenet")
-    logits = model.predict(nhwc(case["input"]), verbose=0)
+    logits = run_model(model, nhwc(case["input"]))
     assert np.abs(logits - case["logits"]).max() <= float32_bound(case["logits"])
     blobs = [r for r in hub.requests if r[0] == "cdn"]
     assert [r[1] for r in blobs] == ["GET"], "one transfer, from the CDN the hub redirects to"
@@ -150,7 +150,7 @@ def test_interrupted_download_leaves_nothing_and_a_retry_completes(hub, golden, 
     assert not [f for f in cached_files(tmp_path) if len(f) == 64]  # no blob named by sha256
     hub.resume()
     model = model_from_checkpoint(f"hf://{FINETUNE}", input_shape=128)
-    assert np.abs(model.predict(nhwc(case["input"]), verbose=0) - case["logits"]).max() <= 1e-4
+    assert np.abs(run_model(model, nhwc(case["input"])) - case["logits"]).max() <= 1e-4
 
 
 def test_published_finetune_by_handle_with_token(hub, golden, monkeypatch):
@@ -158,7 +158,7 @@ def test_published_finetune_by_handle_with_token(hub, golden, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_example_token")
     model = model_from_checkpoint(f"hf://{FINETUNE}", input_shape=128)  # timm's file names
     assert model.output_shape == (None, 10)  # the class count comes from the file
-    assert np.abs(model.predict(nhwc(case["input"]), verbose=0) - case["logits"]).max() <= 1e-4
+    assert np.abs(run_model(model, nhwc(case["input"])) - case["logits"]).max() <= 1e-4
     named = resolve_weights(f"hf://{FINETUNE}/pytorch_model.bin")
     assert named.endswith("pytorch_model.bin") and "models--someone--lsnet-tiny-flowers" in named
     auth = {(role, headers.get("authorization")) for role, _, _, headers in hub.requests}

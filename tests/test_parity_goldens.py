@@ -11,7 +11,7 @@ float64 PyTorch reference to 1e-8, which leaves no room for a real difference.
 
 import numpy as np
 import pytest
-from conftest import keras_model_for, nchw, nhwc, with_features
+from conftest import keras_model_for, nchw, nhwc, run_model, with_features
 from goldens import CASES, FEATURE_NAMES, float32_bound
 
 import lsnet_keras
@@ -30,7 +30,7 @@ def run_case(case, **kwargs):
 def test_tiny_logits_and_features(name, golden):
     case = golden(name)
     model = run_case(case)
-    logits, *features = with_features(model).predict(nhwc(case["input"]), verbose=0)
+    logits, *features = run_model(with_features(model), nhwc(case["input"]))
     assert np.abs(logits - case["logits"]).max() <= 1e-4
     for feature_name, feature in zip(FEATURE_NAMES, features):
         diff = np.abs(nchw(feature) - case["features"][feature_name]).max()
@@ -41,7 +41,7 @@ def test_tiny_logits_and_features(name, golden):
 def test_tiny_reparameterized(name, golden):
     case = golden(name)
     deployed = lsnet_keras.reparameterize(run_case(case))
-    logits = deployed.predict(nhwc(case["input"]), verbose=0)
+    logits = run_model(deployed, nhwc(case["input"]))
     assert np.abs(logits - case["logits"]).max() <= 1e-4
     conv_bns = [la for la in deployed._flatten_layers() if isinstance(la, Conv2dBN)]
     assert conv_bns and all(layer.bn is None for layer in conv_bns)
@@ -50,7 +50,7 @@ def test_tiny_reparameterized(name, golden):
 def test_lsnet_t_float32(golden):
     case = golden("lsnet_t_224")
     model = run_case(case)
-    logits, *features = with_features(model).predict(nhwc(case["input"]), verbose=0)
+    logits, *features = run_model(with_features(model), nhwc(case["input"]))
     bound = float32_bound(case["logits"])
     assert np.abs(logits - case["logits"]).max() <= bound
     assert (logits.argmax(-1) == case["logits"].argmax(-1)).all()
@@ -60,7 +60,7 @@ def test_lsnet_t_float32(golden):
     stage4 = case["features"]["blocks4"]
     assert np.abs(nchw(features[4]) - stage4).max() <= 1e-3 * np.abs(stage4).max()
     deployed = lsnet_keras.reparameterize(model)
-    fused = deployed.predict(nhwc(case["input"]), verbose=0)
+    fused = run_model(deployed, nhwc(case["input"]))
     assert np.abs(fused - logits).max() <= bound
     assert np.abs(fused - case["logits"]).max() <= bound
 
@@ -81,7 +81,7 @@ def test_lsnet_t_288_bias_resize(golden):
     case = golden("lsnet_t_288_from_224")
     model = run_case(case)
     assert model.get_layer("blocks4_3").mixer.attention_biases.shape == (4, 25)
-    logits = model.predict(nhwc(case["input"]), verbose=0)
+    logits = run_model(model, nhwc(case["input"]))
     assert np.abs(logits - case["logits"]).max() <= float32_bound(case["logits"])
     assert (logits.argmax(-1) == case["logits"].argmax(-1)).all()
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch_lsnet  # noqa: E402
-from conftest import nhwc
+from conftest import nhwc, run_model
 
 import lsnet_keras
 
@@ -58,6 +58,6 @@ def test_keras_float32_close_to_torch_reference(variant, size):
     lsnet_keras.load_weights(model, state, source="torch reference")
     scale = np.abs(expected).max()
     for form in (model, lsnet_keras.reparameterize(model)):
-        logits = form.predict(nhwc(x), verbose=0)
+        logits = run_model(form, nhwc(x))
         assert np.abs(logits - expected).max() <= 1e-3 * max(1.0, scale)
         assert (logits.argmax(-1) == expected.argmax(-1)).all()

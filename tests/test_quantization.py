@@ -4,7 +4,7 @@ cpu and edgetpu, the float path, options, save / load / fit, and the export CLI.
 import keras
 import numpy as np
 import pytest
-from conftest import keras_model_for, nhwc
+from conftest import keras_model_for, nhwc, run_model
 
 import lsnet_keras
 from lsnet_keras.cli import main as cli_main
@@ -59,7 +59,7 @@ def run_int8(model_bytes, inputs):
 def assert_agrees(model_bytes, keras_model, inputs, max_steps=5):
     """>= 99% of outputs within one quantization step of the QAT Keras model, none above 5."""
     outputs, scale = run_int8(model_bytes, inputs)
-    steps = np.abs(outputs - keras_model.predict(inputs, verbose=0)) / scale
+    steps = np.abs(outputs - run_model(keras_model, inputs)) / scale
     within = float(np.mean(steps <= 1 + 1e-3))
     assert within >= 0.99 and steps.max() <= max_steps, (within, steps.max())
     return within, float(steps.max())
@@ -182,7 +182,7 @@ def test_uint8_pixels_are_normalized_by_int8_ops(qat_models):
     (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
     pixels = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype("uint8")
     scale, zero = sink["quantization"]
-    for image_pixels, expected in zip(pixels, qat.predict(normalize(pixels), verbose=0)):
+    for image_pixels, expected in zip(pixels, run_model(qat, normalize(pixels))):
         interpreter.set_tensor(source["index"], image_pixels[None])
         interpreter.invoke()
         got = (interpreter.get_tensor(sink["index"])[0].astype("float32") - zero) * scale
@@ -203,7 +203,7 @@ def test_float_path_is_the_deploy_model(golden):
                 layer.enabled = False
             elif hasattr(layer, "quantize"):
                 layer.quantize = False  # float weights
-        np.testing.assert_allclose(qat.predict(x, verbose=0), case["logits"], atol=1e-4)
+        np.testing.assert_allclose(run_model(qat, x), case["logits"], atol=1e-4)
 
 
 def test_float_layers_stay_float_in_the_graph():
@@ -254,7 +254,7 @@ def test_fit_save_load_and_cli_export(tmp_path, capsys):
     qat.save(path)
     loaded = keras.models.load_model(path)
     assert isinstance(loaded, QATLSNet) and loaded.target == "edgetpu"
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), qat.predict(x, verbose=0))
+    np.testing.assert_array_equal(run_model(loaded, x), run_model(qat, x))
 
     output = tmp_path / "qat_int8.tflite"
     argv = ["export", str(path), "--precision", "int8", "--target", "edgetpu", "--io", "uint8"]

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import nhwc
+from conftest import nhwc, run_model
 
 import lsnet_keras
 from lsnet_keras.cli import main
@@ -98,11 +98,11 @@ def test_official_training_checkpoint_converts_to_golden_logits(trainer_checkpoi
     assert (checkpoint.entry, checkpoint.wrappers) == ("model", ("model", "model_ema"))
     model = model_from_checkpoint(trainer_checkpoint, input_shape=128)
     assert f"{trainer_checkpoint}: loaded 'model' (use_ema" in capsys.readouterr().out
-    logits = model.predict(nhwc(case["input"]), verbose=0)
+    logits = run_model(model, nhwc(case["input"]))
     assert np.abs(logits - case["logits"]).max() <= 1e-4
     lsnet_keras.load_weights(model, trainer_checkpoint, use_ema=True)
     assert f"{trainer_checkpoint}: loaded 'model_ema' (the EMA weights)" in capsys.readouterr().out
-    ema_logits = model.predict(nhwc(case["input"]), verbose=0)
+    ema_logits = run_model(model, nhwc(case["input"]))
     assert np.abs(ema_logits - (case["logits"] + EMA_SHIFT)).max() <= 1e-4
 
 
