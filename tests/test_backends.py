@@ -42,6 +42,7 @@ def run_pytest(backend, *selection):
     return summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fast_checks_under(backend):
     run_pytest(

@@ -111,6 +111,7 @@ def test_convert_refuses_overwrite_and_leaves_no_partial_file(tiny_files, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth", "tiny.keras"]
 
 
+@pytest.mark.slow
 def test_wrong_variant_exits_with_one_line(tiny_files, tmp_path):
     _, files = tiny_files
     result = subprocess.run(

@@ -88,6 +88,7 @@ def test_layout_errors_are_one_line(tmp_path):
         scan_image_folder(os.path.join(tmp_path, "val"), ["class_0", "class_1"])
 
 
+@pytest.mark.slow
 def test_resume_inside_an_epoch_continues_the_same_stream(folder):
     data = open_dataset(folder)
     options = dict(epoch=1, steps=3, batch_size=4, img_size=32, num_classes=3, repeats=3)
@@ -135,6 +136,7 @@ def test_eval_dataset_pads_to_full_batches(folder):
     np.testing.assert_allclose(x[0], load_and_preprocess(data.val.paths[0], 32), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_tfrecord_shards(folder, tmp_path):
     source = open_dataset(folder)
     write_tfrecords(source.train, tmp_path, "train", 3, source.class_names)

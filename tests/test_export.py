@@ -48,7 +48,9 @@ def tiny_models(golden):
     return models
 
 
-@pytest.mark.parametrize("name", TINY_CASES)
+@pytest.mark.parametrize(
+    "name", [n if n == "tiny_128" else pytest.param(n, marks=pytest.mark.slow) for n in TINY_CASES]
+)
 def test_fp32_tflite_matches_keras_and_golden(name, tiny_models):
     case, model = tiny_models[name]
     tflite = export_tflite(model)
@@ -67,6 +69,7 @@ def assert_one_xnnpack_partition(model_bytes, edges=None):
     assert (report.partitions, report.outside) == (1, edges or {}), report.summary()
 
 
+@pytest.mark.slow
 def test_fp16_and_dynamic_stay_close(tiny_models):
     case, model = tiny_models["tiny_128"]
     x = nhwc(case["input"])
@@ -78,7 +81,7 @@ def test_fp16_and_dynamic_stay_close(tiny_models):
         assert diff <= bound * np.abs(case["logits"]).max(), (precision, diff)
 
 
-@pytest.mark.parametrize("io", ["float32", "int8", "uint8"])
+@pytest.mark.parametrize("io", [pytest.param("float32", marks=pytest.mark.slow), "int8", "uint8"])
 def test_int8_is_integer_but_xnnpack_float_islands(io, tiny_models):
     """int8 everywhere except the few ops XNNPACK runs only in float (see litert.xnnpack),
     and the whole graph in one XNNPACK partition."""
@@ -99,6 +102,7 @@ def test_int8_is_integer_but_xnnpack_float_islands(io, tiny_models):
     assert_one_xnnpack_partition(tflite, {"QUANTIZE": 2} if io == "uint8" else None)
 
 
+@pytest.mark.slow
 def test_include_preprocessing_takes_uint8_pixels(tiny_models):
     case, model = tiny_models["tiny_128"]
     pixels = np.random.default_rng(0).integers(0, 256, size=(2, 128, 128, 3)).astype("uint8")
@@ -148,6 +152,7 @@ def test_bad_option_combinations_are_named(options, message, tiny_models):
         export_tflite(model, **options)
 
 
+@pytest.mark.slow
 def test_output_is_atomic_and_not_overwritten(tiny_models, tmp_path):
     _, model = tiny_models["tiny_128"]
     target = tmp_path / "model.tflite"
@@ -188,6 +193,7 @@ def test_lsnet_t_every_precision_and_target(golden):
     assert check_edgetpu(edgetpu).ok
 
 
+@pytest.mark.slow
 def test_int8_at_a_small_input_has_no_degenerate_scales(golden):
     """At 80 px the late stages are under 7 wide: the 7x7 depthwise must not be split into
     column strips there (a strip that sees only padding calibrates to a ~1e-8 scale, which

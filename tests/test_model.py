@@ -27,6 +27,7 @@ def test_gradients_reach_every_trainable_weight():
     assert not zero, zero
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss():
     keras.utils.set_random_seed(0)
     model = tiny_model()
@@ -41,6 +42,7 @@ def test_fit_lowers_the_loss():
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_mixed_float16_trains_with_float32_outputs_in_range():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")

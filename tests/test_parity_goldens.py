@@ -86,6 +86,7 @@ def test_lsnet_t_288_bias_resize(golden):
     assert (logits.argmax(-1) == case["logits"].argmax(-1)).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lsnet_t_224", "lsnet_t_288_from_224"])
 def test_lsnet_t_float64_equals_torch_reference_float64(name, golden, float64_policy):
     import torch

@@ -156,6 +156,7 @@ def test_cpu_graph_is_full_integer_with_the_expected_ops(qat_models):
     assert graph.tensors[graph.inputs[0]].dtype == graph.tensors[graph.outputs[0]].dtype == "int8"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("io", ["uint8", "int8"])
 def test_edgetpu_graph_passes_the_checker(qat_models, io):
     model_bytes = export_tflite(qat_models["edgetpu"], precision="int8", target="edgetpu", io=io)
@@ -166,6 +167,7 @@ def test_edgetpu_graph_passes_the_checker(qat_models, io):
     assert report.ok and not report.blockers and report.first_fallback_index is None
 
 
+@pytest.mark.slow
 def test_uint8_pixels_are_normalized_by_int8_ops(qat_models):
     from lsnet_keras.preprocess import normalize
 
@@ -190,6 +192,7 @@ def test_uint8_pixels_are_normalized_by_int8_ops(qat_models):
         assert np.corrcoef(got, expected)[0, 1] > 0.9
 
 
+@pytest.mark.slow
 def test_float_path_is_the_deploy_model(golden):
     """All fake-quant off: the QAT model computes the deploy model (golden tiny weights)."""
     case = golden("tiny_128")
@@ -206,6 +209,7 @@ def test_float_path_is_the_deploy_model(golden):
         np.testing.assert_allclose(run_model(qat, x), case["logits"], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_float_layers_stay_float_in_the_graph():
     model = tiny_lsnet(64)
     qat = quantize_model(model, float_layers=["head", "blocks4_*"], calibration=images(4, 64))
@@ -219,6 +223,7 @@ def test_float_layers_stay_float_in_the_graph():
     assert requantize == []
 
 
+@pytest.mark.slow
 def test_options_and_errors_are_one_line(qat_models):
     model = tiny_lsnet(64)
     with pytest.raises(QuantizationError, match="matches no block nor the head"):

@@ -28,7 +28,9 @@ def _max_diff(actual, expected):
     return float(np.abs(actual.numpy() - expected).max())
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("lsnet") else n for n in CASES]
+)
 @torch.no_grad()
 def test_matches_golden_case(name):
     case = load_case(name)
@@ -48,6 +50,7 @@ def test_matches_golden_case(name):
     assert _max_diff(logits, case["logits"]) < tol
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_matches_golden_resized_biases():
     case = load_case("lsnet_t_288_from_224")
@@ -76,6 +79,7 @@ def test_stage_resolutions():
     assert stage_resolutions(288) == [36, 18, 9, 5]
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_randomize_is_seeded_and_bounded():
     def build(global_seed):

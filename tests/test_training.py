@@ -54,6 +54,7 @@ def run(tmp_path_factory):
     return root, str(out), history
 
 
+@pytest.mark.slow
 def test_a_short_run_lowers_the_loss(run):
     _, out, history = run
     assert [h["step"] for h in history] == [6, 12, 18, 24, 30]
@@ -66,6 +67,7 @@ def test_a_short_run_lowers_the_loss(run):
     assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-30")
 
 
+@pytest.mark.slow
 def test_outputs_load_with_keras_and_evaluate(run):
     root, out, history = run
     model = keras.models.load_model(os.path.join(out, "final.keras"))
@@ -84,6 +86,7 @@ def test_outputs_load_with_keras_and_evaluate(run):
     assert config["steps_per_epoch"] == 6
 
 
+@pytest.mark.slow
 def test_evaluate_command_keras_and_tflite(run, tmp_path, capsys):
     from lsnet_keras.litert.export import export_tflite
 
@@ -99,6 +102,7 @@ def test_evaluate_command_keras_and_tflite(run, tmp_path, capsys):
     assert json.load(open(report))["top1"] == pytest.approx(history[-1]["val_top1"])
 
 
+@pytest.mark.slow
 def test_fine_tune_official_pth_checkpoint_with_frozen_backbone(tmp_path):
     """A new 3-class head on an official-format .pth ({"model": state_dict}, 7 classes); the
     frozen backbone keeps the checkpoint's weights."""
@@ -127,6 +131,7 @@ def test_fine_tune_official_pth_checkpoint_with_frozen_backbone(tmp_path):
     assert not np.allclose(tuned.get_layer("head").linear.kernel.numpy(), 0.0)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(run, tmp_path):
     root, _, _ = run
     config = tiny_config(root, tmp_path, lr=1e35, clip_grad=0.0, save_every=1, model_ema=False)
@@ -142,6 +147,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(run, tmp_path):
             assert np.isfinite(reader.get_tensor(name)).all(), name
 
 
+@pytest.mark.slow
 def test_missing_train_extra_is_a_one_line_error(run, tmp_path, monkeypatch):
     """Without tensorboard (or matplotlib) training stops before any work, naming the extra."""
     from lsnet_keras.training import trainer
