@@ -86,6 +86,17 @@ def _segments(deployed):
     return segments
 
 
+def _scoped(scope, function):
+    """`function` with its ops under the TensorFlow name scope `scope`."""
+    import tensorflow as tf
+
+    def scoped(*args):
+        with tf.name_scope(scope):
+            return function(*args)
+
+    return scoped
+
+
 def _block_parts(block, x):
     """[(part, function, inputs)] of one deployed block, inputs computed from its input `x`."""
     from keras import ops
@@ -101,9 +112,11 @@ def _block_parts(block, x):
         a = part("lkp cv1 1x1 + relu", lambda x: ops.relu(lkp.cv1(x)), x)
         a = part("lkp cv2 7x7 depthwise", lambda a: lkp.cv2(a), a)
         a = part("lkp cv3 1x1 + relu, cv4 1x1", lambda a: lkp.cv4(ops.relu(lkp.cv3(a))), a)
-        w = part("lkp group norm", lambda a: lkp.group_norm(a), a)
-        y = part("ska", lambda x, w: mixer.ska([x, w]), x, w)
-        mixed = part("bn + residual", lambda y, x: mixer.bn(y) + x, y, x)
+        # the name scopes of the whole model, which the cpu int8 export keeps float by name
+        # (`lsnet_keras.litert.xnnpack.FLOAT_SCOPES`)
+        w = part("lkp group norm", _scoped("mixer/lkp", lkp.group_norm), a)
+        y = part("ska", _scoped("mixer", lambda x, w: mixer.ska([x, w])), x, w)
+        mixed = part("bn + residual", _scoped("mixer", lambda y, x: mixer.bn(y) + x), y, x)
     elif block.kind == "attention":
         mixed = part("attention + residual", lambda x: x + block.mixer(x), x)
     else:

@@ -49,7 +49,7 @@ FEW_CHANNELS = 4
 # with a fused ReLU is named "lkp/Relu;lkp/cv1/conv/BiasAdd;...") are kept float: an LSConv's
 # GroupNorm (LKP's own ops, not its cv1-cv4 convolutions), its SKA and its BatchNorm
 # (`lsnet_keras.model.ska`).
-FLOAT_SCOPES = re.compile(r"/lkp(_\d+)?/(?!cv\d)|/ska(_\d+)?/|/mixer(_\d+)?/bn(_\d+)?/")
+FLOAT_SCOPES = re.compile(r"(^|/)(lkp(_\d+)?/(?!cv\d)|ska(_\d+)?/|mixer(_\d+)?/bn(_\d+)?/)")
 # Every op that float_islands may keep float.
 ISLAND_OPS = frozenset({*FLOAT_ONLY_OPS, *ELEMENTWISE_OPS, *MOVEMENT_OPS, "CONV_2D", "MEAN"})
 
