@@ -19,8 +19,8 @@ the x86 CI machine, LSNet-T, 1 thread, whole model interleaved; README "Latency"
 first convolution (3 input channels: XNNPACK's int8 kernel ran it about 4x slower than fp32),
 and LSConv's GroupNorm, SKA and BatchNorm (about 30 elementwise ops on rows of `dim // 8`
 channels, each requantized in int8, 1.4-1.9x slower than in float). Together they took the
-int8 LSNet-T from 2.74 to 2.10 ms there; ARM cores may weigh them differently (see the README's
-phone recipe).
+int8 LSNet-T to 0.75x its time there (2.51 -> 1.89 ms, one interleaved run on a loaded machine);
+ARM cores may weigh them differently (see the README's phone recipe).
 
 Example:
     >>> from lsnet_keras.litert.xnnpack import xnnpack_partitions
