@@ -7,7 +7,11 @@ import tensorflow as tf
 
 from lsnet_keras.litert.export import convert_for_cpu
 from lsnet_keras.litert.graph import read_graph
-from lsnet_keras.litert.xnnpack import float_depthwise_weights, xnnpack_partitions
+from lsnet_keras.litert.xnnpack import (
+    float_depthwise_weights,
+    float_islands_in_integer_model,
+    xnnpack_partitions,
+)
 
 RNG = np.random.default_rng(0)
 QKV = tf.constant(RNG.normal(size=(1, 1, 16, 48)).astype("float32") * 0.3)
@@ -73,6 +77,29 @@ def test_float_islands_give_one_partition_and_the_same_function(int8_graphs):
             errors[name].append(np.abs(run(model_bytes, x) - expected).mean())
     # the int8 rounding left is that of the convolution and the elementwise ops
     assert np.mean(errors["islands"]) <= 1.1 * np.mean(errors["plain"]), errors
+
+
+def test_islands_in_an_integer_model_give_one_partition_and_the_same_function(int8_graphs):
+    """The rewrite for already-integer (QAT) graphs: DEQUANTIZE, float op, QUANTIZE back."""
+    plain = int8_graphs[0]
+    rewritten = float_islands_in_integer_model(plain)
+    report = xnnpack_partitions(rewritten)
+    assert (report.partitions, report.outside) == (1, {}), report.summary()
+    before, after = read_graph(plain), read_graph(rewritten)
+    floats = {op.name for op in after.operators if after.tensors[op.outputs[0]].dtype == "float32"}
+    assert {"BATCH_MATMUL", "SOFTMAX", "RSQRT", "RELU"} <= floats
+    # the int8 tensors around the islands keep their scales: only float twins were added
+    kept = {t.name: (t.dtype, t.scale, t.zero_point) for t in before.tensors}
+    assert all(
+        kept[t.name] == (t.dtype, t.scale, t.zero_point) for t in after.tensors if t.name in kept
+    )
+    errors = {"plain": [], "rewritten": []}
+    for x in SAMPLES:
+        expected = attention_and_norm(x).numpy()
+        for name, model_bytes in (("plain", plain), ("rewritten", rewritten)):
+            errors[name].append(np.abs(run(model_bytes, x) - expected).mean())
+    assert np.mean(errors["rewritten"]) <= 1.1 * np.mean(errors["plain"]), errors
+    assert float_islands_in_integer_model(rewritten) == rewritten  # nothing left to rewrite
 
 
 def test_float_depthwise_weights_are_the_hybrid_weights_dequantized():

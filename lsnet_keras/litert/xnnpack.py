@@ -193,3 +193,97 @@ def float_depthwise_weights(model_bytes):
     builder = flatbuffers.Builder(len(model_bytes) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def float_islands_in_integer_model(model_bytes):
+    """A full-integer model (e.g. an exported QAT model) with the FLOAT_ONLY_OPS ops, and each
+    ADD / MUL / SUB all of whose consumers are among them, computed in float: a DEQUANTIZE
+    before each island's int8 inputs, a QUANTIZE back to the same int8 tensor (same scale and
+    zero point) after each output used outside it. XNNPACK then runs the whole graph in one
+    partition. Each island computes on the dequantized values and rounds to the trained output
+    range, as the QAT model's fake-quant does. `export_tflite` does not apply it (its QAT graphs
+    stay full-integer); call it on the bytes.
+
+    Example:
+        >>> one = float_islands_in_integer_model(qat_int8_bytes)  # doctest: +SKIP
+        >>> xnnpack_partitions(one).partitions  # doctest: +SKIP
+        1
+    """
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    subgraph, codes = model.subgraphs[0], model.operatorCodes
+    graph = read_graph(model_bytes, "integer model")
+    integer = (schema.TensorType.INT8, schema.TensorType.UINT8)
+    consumers = collections.defaultdict(list)
+    for op in graph.operators:
+        for tensor in op.inputs:
+            consumers[tensor].append(op.index)
+    chosen = {
+        op.index
+        for op in graph.operators
+        if op.name in FLOAT_ONLY_OPS and graph.tensors[op.outputs[0]].dtype in ("int8", "uint8")
+    }
+    grown = True
+    while grown:
+        grown = False
+        for op in graph.operators:
+            users = [user for tensor in op.outputs for user in consumers[tensor]]
+            if op.index not in chosen and op.name in ELEMENTWISE_OPS and users:
+                if all(user in chosen for user in users):
+                    chosen.add(op.index)
+                    grown = True
+    if not chosen:
+        return model_bytes
+
+    def opcode(builtin):
+        for index, code in enumerate(codes):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return index
+        code = schema.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+        codes.append(code)
+        return len(codes) - 1
+
+    def float_twin(index, suffix):
+        source, twin = subgraph.tensors[index], schema.TensorT()
+        twin.shape, twin.shapeSignature = source.shape, source.shapeSignature
+        twin.type, twin.buffer = schema.TensorType.FLOAT32, 0
+        twin.name = (source.name or b"") + suffix
+        subgraph.tensors.append(twin)
+        return len(subgraph.tensors) - 1
+
+    def convert(builtin, source, target):
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = opcode(builtin), [source], [target]
+        return op
+
+    graph_outputs = set(subgraph.outputs)
+    twins = {}  # integer tensor -> its float twin (an island's output, or a DEQUANTIZE's)
+    operators = []
+    for index, op in enumerate(subgraph.operators):
+        if index not in chosen:
+            operators.append(op)
+            continue
+        inputs = []
+        for tensor in op.inputs:
+            if tensor >= 0 and subgraph.tensors[tensor].type in integer:
+                if tensor not in twins:
+                    twins[tensor] = float_twin(tensor, b"/dequantized")
+                    operators.append(
+                        convert(schema.BuiltinOperator.DEQUANTIZE, tensor, twins[tensor])
+                    )
+                tensor = twins[tensor]
+            inputs.append(tensor)
+        op.inputs, outputs, after = inputs, [], []
+        for tensor in op.outputs:
+            twins[tensor] = float_twin(tensor, b"/float")
+            outputs.append(twins[tensor])
+            if tensor in graph_outputs or any(u not in chosen for u in consumers[tensor]):
+                after.append(convert(schema.BuiltinOperator.QUANTIZE, twins[tensor], tensor))
+        op.outputs = outputs
+        operators += [op, *after]
+    subgraph.operators = operators
+    builder = flatbuffers.Builder(len(model_bytes) + 65536)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
