@@ -14,12 +14,15 @@ Contenders:
     onnxruntime-int8                 that ONNX model quantized by ONNX Runtime's static int8
                                      (QDQ, per-channel int8 weights, uint8 activations) on the
                                      calibration images our int8 export uses.
-    litert-torch                     `litert_torch.convert` of the folded reference (fp32,
-                                     NCHW input), run by `ai_edge_litert` with XNNPACK exactly
-                                     like ours. Converted in a venv (see `litert_torch_python`).
+    litert-torch, litert-torch-int8, aeq-int8
+                                     litert-torch's fp32 conversion of the folded reference,
+                                     its PT2E int8, and ai-edge-quantizer's static int8 of the
+                                     fp32 .tflite; converted in litert-torch's own venv and run
+                                     by `ai_edge_litert` with XNNPACK exactly like ours (see
+                                     `benchmarks/litert_torch_routes.py`).
 
-Only this module's top level and the torch-side helpers run in the litert-torch venv, so the
-module imports nothing heavy at import time.
+The torch-side helpers also run in the litert-torch venv, so the module imports nothing heavy
+at import time.
 """
 
 import collections
@@ -31,15 +34,21 @@ import sys
 import time
 from pathlib import Path
 
+import litert_torch_routes
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-LITERT_TORCH_SPEC = "litert-torch==0.10.0"
-VENV = Path.home() / ".cache" / "lsnet-keras" / "litert-torch-venv"
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 OURS = tuple(f"tflite-{p}" for p in PRECISIONS)
-THEIRS = ("torch-eager", "torch-eager-folded", "onnxruntime", "onnxruntime-int8", "litert-torch")
-INT8_ROUTES = ("onnxruntime-int8",)  # the other int8 routes, against which ours is measured
+THEIRS = (
+    "torch-eager",
+    "torch-eager-folded",
+    "onnxruntime",
+    "onnxruntime-int8",
+    *litert_torch_routes.NAMES,
+)
+# The other int8 routes, against which ours is measured.
+INT8_ROUTES = ("onnxruntime-int8", "litert-torch-int8", "aeq-int8")
 DESCRIPTIONS = {
     "tflite-fp32": "ours: export_tflite(precision='fp32'), ai_edge_litert + XNNPACK",
     "tflite-fp16": "ours: export_tflite(precision='fp16') (fp16 weights; the model's "
@@ -55,8 +64,7 @@ DESCRIPTIONS = {
     "onnxruntime-int8": "onnxruntime.quantization.quantize_static of that ONNX model (QDQ, "
     "per-channel, int8 weights, uint8 activations, MinMax on our 32 built-in calibration images), "
     "ONNX Runtime CPU like onnxruntime",
-    "litert-torch": "litert_torch.convert of the Conv+BN-folded reference (fp32, NCHW input), "
-    "ai_edge_litert + XNNPACK like ours",
+    **litert_torch_routes.DESCRIPTIONS,
 }
 GEMM_SIZE = 1024
 
@@ -173,51 +181,6 @@ def export_onnx(model, path):
     x = torch.zeros(1, 3, 224, 224)
     torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"])
     return path
-
-
-def litert_torch_python(install=True):
-    """The Python of a venv with `litert-torch` (created under ~/.cache/lsnet-keras if missing).
-
-    The venv sees the main environment's packages (`--system-site-packages`) but installs
-    litert-torch and the versions it pins (older typing_extensions and pydantic, jax) inside
-    itself only, so the main environment is never changed. Returns None if unavailable.
-    """
-    python = VENV / "bin" / "python"
-    probe = [str(python), "-c", "import litert_torch"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    if not install:
-        return None
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", LITERT_TORCH_SPEC]
-    if subprocess.run(pip).returncode != 0:
-        return None
-    return python if subprocess.run(probe, capture_output=True).returncode == 0 else None
-
-
-def export_litert_torch(model, variant, path, python):
-    """`litert_torch.convert` of a torch model, run by this module in the venv's Python."""
-    import torch
-
-    state_path = Path(path).with_suffix(".state.pt")
-    torch.save(model.state_dict(), state_path)
-    command = [str(python), __file__, "litert-torch-export", variant, str(state_path), str(path)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    state_path.unlink()
-    if result.returncode != 0:
-        raise RuntimeError(f"litert-torch export failed:\n{result.stderr[-3000:]}")
-    return path
-
-
-def _litert_torch_export_main(variant, state_path, output):
-    """Entry point in the litert-torch venv: rebuild the folded reference and convert it."""
-    import litert_torch
-    import torch
-
-    model = fold_conv_bn(_torch_lsnet().build_variant(variant)).eval()
-    model.load_state_dict(torch.load(state_path))
-    litert_torch.convert(model, (torch.zeros(1, 3, 224, 224),)).export(output)
 
 
 def export_onnx_int8(onnx_path, path, calibration_nchw):
@@ -416,34 +379,6 @@ def torch_timer(name, model, threads, x_nchw):
     return Timer(name, call, before=lambda: torch.set_num_threads(threads))
 
 
-def cache_sweep_effect(path, runs, sweep_megabytes=128):
-    """Whole-model 1-thread latency right after another invoke vs right after a cache sweep.
-
-    The sweep reads `sweep_megabytes` (more than the L3) between invokes, so nothing of the
-    model is cached. Equal medians mean nothing survives from one inference to the next
-    either: the model streams all its weights from memory every time.
-
-    Example: `cache_sweep_effect("lsnet_t-tflite-fp32.tflite", runs=40)`
-    """
-    timer = tflite_timer("model", path, 1)
-    sweep = np.ones(sweep_megabytes * 2**18, dtype="float32")
-    consecutive, after_sweep = [], []
-    for _ in range(3):
-        timer.call()
-    for _ in range(runs):
-        for times in (consecutive, after_sweep):
-            if times is after_sweep:
-                sweep.sum()
-            start = time.perf_counter()
-            timer.call()
-            times.append((time.perf_counter() - start) * 1e3)
-    return {
-        "sweep_megabytes": sweep_megabytes,
-        "consecutive": latency_stats(consecutive),
-        "after_sweep": latency_stats(after_sweep),
-    }
-
-
 def run_interleaved(timers, runs, rounds, warmup=3):
     """Time every timer `runs` times, interleaved in `rounds` chunks (rotating order).
 
@@ -475,155 +410,3 @@ def latency_stats(times_ms):
         "p90_ms": float(np.percentile(t, 90)),
         "runs": int(t.size),
     }
-
-
-# --- where our TFLite spends time --------------------------------------------------------------
-
-
-def _convert(function, precision, calibration):
-    """TFLite bytes of a concrete function, with `export_tflite`'s cpu-target conversion
-    (int8: calibrated on `calibration`, one array per input, float32 I/O, float islands)."""
-    import tensorflow as tf
-
-    from lsnet_keras.litert.export import convert_for_cpu
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if precision != "fp32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if precision == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        count = len(calibration[0])
-        converter.representative_dataset = lambda: (
-            [x[i : i + 1] for x in calibration] for i in range(count)
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return convert_for_cpu(converter, precision)
-
-
-def _segments(deployed):
-    """[(label, kind, layers)]: the stem, each downsampling pair, each block, the head."""
-    import keras
-
-    segments = []
-    for layer in deployed.layers:
-        if isinstance(layer, keras.layers.InputLayer | keras.layers.Identity):
-            continue
-        if layer.name.startswith("patch_embed"):
-            label, kind = "stem", "stem"
-        elif hasattr(layer, "kind"):
-            label, kind = layer.name, layer.kind
-        elif layer.name in ("pool", "head"):
-            label, kind = "head", "head"
-        else:  # blocksN_0 (3x3 stride-2 depthwise) and blocksN_1 (1x1)
-            label, kind = layer.name.rsplit("_", 1)[0] + "_downsample", "downsample"
-        if segments and segments[-1][0] == label:
-            segments[-1][2].append(layer)
-        else:
-            segments.append((label, kind, [layer]))
-    return segments
-
-
-def _block_parts(block, x):
-    """[(part, function, inputs)] of one deployed block, inputs computed from its input `x`."""
-    from keras import ops
-
-    parts = []
-
-    def part(label, function, *inputs):
-        parts.append((label, function, [np.asarray(a) for a in inputs]))
-        return np.asarray(function(*inputs))
-
-    if block.kind == "lsconv":
-        lkp, mixer = block.mixer.lkp, block.mixer
-        a = part("lkp cv1 1x1 + relu", lambda x: ops.relu(lkp.cv1(x)), x)
-        a = part("lkp cv2 7x7 depthwise", lambda a: lkp.cv2(a), a)
-        a = part("lkp cv3 1x1 + relu, cv4 1x1", lambda a: lkp.cv4(ops.relu(lkp.cv3(a))), a)
-        w = part("lkp group norm", lambda a: lkp.group_norm(a), a)
-        y = part("ska", lambda x, w: mixer.ska([x, w]), x, w)
-        mixed = part("bn + residual", lambda y, x: mixer.bn(y) + x, y, x)
-    elif block.kind == "attention":
-        mixed = part("attention + residual", lambda x: x + block.mixer(x), x)
-    else:
-        a = part("repvgg 3x3 depthwise", lambda x: block.mixer(x), x)
-        mixed = part("squeeze-excite", lambda a: block.se(a), a)
-    part("ffn + residual", lambda x: x + block.ffn(x), mixed)
-    return parts
-
-
-def layer_breakdown(state, variant, workdir, precisions=("fp32", "int8"), runs=20):
-    """Where our TFLite spends time: pieces of the deployed model, each its own 1-thread model.
-
-    Each segment (stem, downsampling, every block, head) and the parts of the first block of
-    each kind (LKP convs, group norm, SKA, FFN, ...) is converted alone with `export_tflite`'s
-    settings (int8 calibrated on the piece's real inputs from 8 built-in calibration images)
-    and timed interleaved with XNNPACK at 1 thread. Sums approximate the whole model, with a
-    per-invoke overhead per piece and warmer caches (a piece's weights stay in cache).
-    """
-    import keras
-    import tensorflow as tf
-
-    import lsnet_keras
-    from lsnet_keras.litert.calibration import builtin_images
-    from lsnet_keras.litert.graph import read_graph
-    from lsnet_keras.preprocess import normalize
-
-    model = lsnet_keras.build_variant(variant, input_shape=224)
-    lsnet_keras.load_weights(model, state, source="torch reference")
-    deployed = lsnet_keras.reparameterize(model)
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    segments = _segments(deployed)
-    capture = keras.Model(deployed.input, [layers[0].input for _, _, layers in segments])
-    images = normalize(builtin_images(8, 224, seed=0))
-    inputs = [np.asarray(x) for x in capture.predict(images, verbose=0)]
-
-    pieces = []  # (row, function, calibration inputs)
-    for (label, kind, layers), x in zip(segments, inputs):
-
-        def chain(t, layers=layers):
-            for layer in layers:
-                t = layer(t)
-            return t
-
-        pieces.append(({"segment": label, "kind": kind}, chain, [x]))
-    seen = set()
-    for (label, kind, layers), x in zip(segments, inputs):
-        if kind in ("repvgg", "lsconv", "attention") and kind not in seen:
-            seen.add(kind)
-            for part, function, arrays in _block_parts(layers[0], x):
-                pieces.append(({"segment": label, "kind": kind, "part": part}, function, arrays))
-
-    timers = []
-    for i, (row, function, arrays) in enumerate(pieces):
-        specs = [tf.TensorSpec((1, *a.shape[1:]), tf.float32) for a in arrays]
-        concrete = tf.function(function, input_signature=specs).get_concrete_function()
-        for precision in precisions:
-            model_bytes = _convert(concrete, precision, arrays)
-            if precision == "fp32":
-                row["macs"] = tflite_macs(read_graph(model_bytes))
-            path = Path(workdir) / f"piece{i}-{precision}.tflite"
-            path.write_bytes(model_bytes)
-            timers.append(_multi_input_timer(f"{i}/{precision}", path))
-    stats = run_interleaved(timers, runs, rounds=4)
-    for i, (row, _, _) in enumerate(pieces):
-        for precision in precisions:
-            row[f"{precision}_ms"] = stats[f"{i}/{precision}"]["median_ms"]
-    return [row for row, _, _ in pieces]
-
-
-def _multi_input_timer(name, path):
-    """A 1-thread XNNPACK timer of a model with any number of inputs, fed random data."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for detail in interpreter.get_input_details():
-        data = rng.normal(size=detail["shape"]).astype(detail["dtype"])
-        interpreter.set_tensor(detail["index"], data)
-    return Timer(name, interpreter.invoke)
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["litert-torch-export"]:
-    _litert_torch_export_main(*sys.argv[2:5])

@@ -6,7 +6,9 @@ For each variant (LSNet-T/S/B) and thread count, in one process and one run:
 * PyTorch eager CPU of the reference (`tests/torch_lsnet.py`), as written and Conv+BN-folded;
 * ONNX Runtime on the ONNX export of the (folded) reference, and on its static int8 QDQ
   quantization (`onnxruntime-int8`, same calibration images as our int8);
-* `litert-torch` 0.10's conversion of the (folded) reference, run like ours.
+* `litert-torch` 0.10's conversion of the (folded) reference, run like ours, and the two int8
+  routes from it: litert-torch's PT2E int8 quantizer and ai-edge-quantizer's static int8
+  recipe on its fp32 .tflite (`benchmarks/litert_torch_routes.py`, same calibration images).
 
 See `benchmarks/contenders.py` for what each contender is exactly. The contenders of one
 (variant, threads) group are timed interleaved in rounds, so machine load hits them alike;
@@ -27,8 +29,8 @@ the float contenders must agree; quantized ones are only reported (with `randomi
 the network is far more sensitive to quantization than a trained one).
 
 `--breakdown` also times pieces of the first variant's fp32 and int8 TFLite alone (segments,
-and the parts of one block of each kind; see `contenders.layer_breakdown`), and the whole fp32
-model right after another invoke vs right after a cache sweep (`contenders.cache_sweep_effect`).
+and the parts of one block of each kind; see `breakdown.layer_breakdown`), and the whole fp32
+model right after another invoke vs right after a cache sweep (`breakdown.cache_sweep_effect`).
 
 Usage:
     python benchmarks/mobile_latency.py                      # T/S/B, 1 and 2 threads
@@ -53,7 +55,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import breakdown  # noqa: E402
 import contenders as c  # noqa: E402
+import litert_torch_routes as routes  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -68,6 +72,7 @@ TARGETS = {  # LSNet-T at 1 thread, on medians
     "int8_vs_fastest_other_int8": ("tflite-int8", "fastest-other-int8", 0.5),
     "int8_vs_int8_floor": ("tflite-int8", "floor-int8", 3.0),
     "dynamic_vs_fp32": ("tflite-dynamic", "tflite-fp32", 0.4),
+    **{f"int8_vs_{r.replace('-', '_')}": ("tflite-int8", r, 0.5) for r in c.INT8_ROUTES},
 }
 
 
@@ -82,7 +87,7 @@ def parse_args(argv=None):
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--models-dir", type=Path, help="keep the exported models here")
     parser.add_argument(
-        "--no-install", action="store_true", help="skip litert-torch if its venv is missing"
+        "--no-install", action="store_true", help="skip the litert-torch routes if no venv"
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="also time pieces of the first variant"
@@ -121,11 +126,12 @@ def versions(litert_python):
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             found[name] = None
-    found["litert-torch"] = None
+    venv = ("litert-torch", "ai-edge-quantizer", "torchao", "torch", "ai-edge-litert")
+    found["litert-torch venv"] = None
     if litert_python is not None:
-        code = "import importlib.metadata as m; print(m.version('litert-torch'))"
+        code = f"import importlib.metadata as m; print([m.version(n) for n in {venv!r}])"
         out = subprocess.run([str(litert_python), "-c", code], capture_output=True, text=True)
-        found["litert-torch"] = out.stdout.strip() or None
+        found["litert-torch venv"] = dict(zip(venv, eval(out.stdout))) if out.stdout else None
     return found
 
 
@@ -134,9 +140,10 @@ def export_all(variant, reference, folded, workdir, litert_python):
     state = {k: v.numpy() for k, v in reference.state_dict().items()}
     jobs = {f"tflite-{p}": partial(c.export_ours, state, variant, p) for p in c.PRECISIONS}
     models = {}
+    # our int8 export's calibration set (export_tflite's default), NCHW for the torch routes
+    calibration = normalize(builtin_images(32, 224, seed=0)).transpose(0, 3, 1, 2)
     if all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         jobs["onnxruntime"] = partial(c.export_onnx, folded)
-        calibration = normalize(builtin_images(32, 224, seed=0)).transpose(0, 3, 1, 2)
         onnx_path = workdir / f"{variant}-onnxruntime.onnx"
         jobs["onnxruntime-int8"] = partial(
             c.export_onnx_int8, onnx_path, calibration_nchw=calibration
@@ -145,9 +152,23 @@ def export_all(variant, reference, folded, workdir, litert_python):
         for name in ("onnxruntime", "onnxruntime-int8"):
             models[name] = {"skipped": "onnx / onnxruntime not installed"}
     if litert_python is not None:
-        jobs["litert-torch"] = partial(c.export_litert_torch, folded, variant, python=litert_python)
+        python, fp32_path = litert_python, workdir / f"{variant}-litert-torch.tflite"
+        jobs["litert-torch"] = partial(routes.export_litert_torch, folded, variant, python=python)
+        jobs["litert-torch-int8"] = partial(
+            routes.export_litert_torch_int8,
+            folded,
+            variant,
+            python=python,
+            calibration_nchw=calibration,
+        )
+        jobs["aeq-int8"] = partial(
+            routes.export_aeq_int8, fp32_path, python=python, calibration_nchw=calibration
+        )
     else:
-        models["litert-torch"] = {"skipped": "litert-torch unavailable (no venv, see --no-install)"}
+        for name in routes.NAMES:
+            models[name] = {
+                "skipped": "litert-torch venv unavailable (install failed or --no-install)"
+            }
     for name, export in jobs.items():
         onnx = name.startswith("onnxruntime")
         path = workdir / f"{variant}-{name}.{'onnx' if onnx else 'tflite'}"
@@ -260,7 +281,9 @@ def check_targets(results):
     checks = {}
     for key, (ours, theirs, limit) in TARGETS.items():
         if ours not in medians or theirs not in medians:
-            checks[key] = {"skipped": f"{ours} or {theirs} did not run"}
+            missing = theirs if ours in medians else ours
+            why = record["models"].get(missing, {}).get("skipped", "not timed")
+            checks[key] = {"skipped": f"{missing} did not run: {why}"}
             continue
         ratio = medians[ours] / medians[theirs]
         checks[key] = {
@@ -269,53 +292,9 @@ def check_targets(results):
             "target": f"<= {limit}",
             "pass": ratio <= limit,
         }
+        if theirs == "fastest-other-int8":
+            checks[key]["fastest"] = fastest
     return checks
-
-
-def breakdown_markdown(rows, int8_mac_per_s):
-    """Per-kind sums and the parts of one block of each kind, fp32 and int8, 1 thread; int8
-    also against its floor (MACs over the run's int8 GEMM rate)."""
-    kinds = {}
-    for row in rows:
-        if "part" in row:
-            continue
-        total = kinds.setdefault(row["kind"], {"n": 0, "macs": 0, "fp32_ms": 0.0, "int8_ms": 0.0})
-        total["n"] += 1
-        for key in ("macs", "fp32_ms", "int8_ms"):
-            total[key] += row[key]
-    lines = [
-        "| kind | count | MMACs | fp32 ms | fp32 GMAC/s | int8 ms | int8 / fp32 "
-        "| int8 floor ms | int8 / floor |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for kind, t in kinds.items():
-        floor = t["macs"] / int8_mac_per_s * 1e3
-        lines.append(
-            f"| {kind} | {t['n']} | {t['macs'] / 1e6:.1f} | {t['fp32_ms']:.3f} "
-            f"| {t['macs'] / t['fp32_ms'] / 1e6:.1f} | {t['int8_ms']:.3f} "
-            f"| {t['int8_ms'] / t['fp32_ms']:.2f} | {floor:.3f} | {t['int8_ms'] / floor:.1f}x |"
-        )
-    fp32, int8, macs = (sum(t[k] for t in kinds.values()) for k in ("fp32_ms", "int8_ms", "macs"))
-    floor = macs / int8_mac_per_s * 1e3
-    lines += [
-        f"| sum | | | {fp32:.3f} | | {int8:.3f} | {int8 / fp32:.2f} | {floor:.3f} "
-        f"| {int8 / floor:.1f}x |",
-        "",
-    ]
-    lines += [
-        "| block | part | MMACs | fp32 ms | int8 ms | int8 / fp32 | int8 / floor |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        if "part" in row:
-            floor = row["macs"] / int8_mac_per_s * 1e3
-            versus = f"{row['int8_ms'] / floor:.1f}x" if floor else "-"
-            lines.append(
-                f"| {row['segment']} ({row['kind']}) | {row['part']} | {row['macs'] / 1e6:.2f} "
-                f"| {row['fp32_ms']:.3f} | {row['int8_ms']:.3f} "
-                f"| {row['int8_ms'] / row['fp32_ms']:.2f} | {versus} |"
-            )
-    return "\n".join(lines)
 
 
 def xnnpack_markdown(results):
@@ -350,6 +329,14 @@ def markdown(results):
                     f"| {variant} | {threads} | {name} | {s['median_ms']:.2f} | {s['min_ms']:.2f}"
                     f" | {s['p90_ms']:.2f} | {ratio} | {info['size_bytes'] / 1e6:.1f} | {ops} |"
                 )
+    skipped = [
+        f"- {variant} {name}: {info['skipped']}"
+        for variant, record in results["variants"].items()
+        for name, info in record["models"].items()
+        if "skipped" in info
+    ]
+    if skipped:
+        lines += ["", "Skipped contenders (not timed):", "", *skipped]
     lines += xnnpack_markdown(results)
     lines += [
         "",
@@ -395,9 +382,10 @@ def markdown(results):
     for key, check in results["targets"].items():
         if isinstance(check, dict) and "ratio" in check:
             verdict = "pass" if check["pass"] else "FAIL"
+            fastest = f", fastest: {check['fastest']}" if "fastest" in check else ""
             lines.append(
                 f"- {key}: {check['ratio']:.2f} (target {check['target']}, ratio of mins "
-                f"{check['ratio_of_mins']:.2f}): {verdict}"
+                f"{check['ratio_of_mins']:.2f}{fastest}): {verdict}"
             )
         else:
             lines.append(f"- {key}: {check}")
@@ -405,7 +393,7 @@ def markdown(results):
         variant = results["breakdown"]["variant"]
         lines += ["", f"Breakdown ({variant}, pieces timed alone, 1 thread, medians):", ""]
         rate = results["variants"][variant].get("gemm_int8_1thread", {}).get("mac_per_s", np.nan)
-        lines.append(breakdown_markdown(results["breakdown"]["rows"], rate))
+        lines.append(breakdown.breakdown_markdown(results["breakdown"]["rows"], rate))
         sweep = results["breakdown"]["fp32_cache_sweep"]
         lines += [
             "",
@@ -420,7 +408,7 @@ def markdown(results):
 def main(argv=None):
     args = parse_args(argv)
     started = time.time()
-    litert_python = c.litert_torch_python(install=not args.no_install)
+    litert_python = routes.litert_torch_python(install=not args.no_install)
     results = {
         "machine": machine_info(),
         "versions": versions(litert_python),
@@ -456,8 +444,10 @@ def main(argv=None):
             print(f"== {variant}: breakdown", flush=True)
             reference = c.reference_model(variant, args.seed)
             state = {k: v.numpy() for k, v in reference.state_dict().items()}
-            rows = c.layer_breakdown(state, variant, workdir / "breakdown", runs=args.runs)
-            sweep = c.cache_sweep_effect(workdir / f"{variant}-tflite-fp32.tflite", args.runs)
+            rows = breakdown.layer_breakdown(state, variant, workdir / "breakdown", runs=args.runs)
+            sweep = breakdown.cache_sweep_effect(
+                workdir / f"{variant}-tflite-fp32.tflite", args.runs
+            )
             results["breakdown"] = {"variant": variant, "rows": rows, "fp32_cache_sweep": sweep}
     results["targets"] = check_targets(results)
     results["machine"]["load_average_end"] = os.getloadavg()

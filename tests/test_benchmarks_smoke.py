@@ -16,7 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "mobile_latency.py"
 OURS = ["tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8"]
-OPTIONAL = ["onnxruntime", "onnxruntime-int8", "litert-torch"]  # onnxruntime / litert venv
+# onnxruntime, and the litert-torch venv (its fp32, PT2E int8 and ai-edge-quantizer int8)
+OPTIONAL = ["onnxruntime", "onnxruntime-int8", "litert-torch", "litert-torch-int8", "aeq-int8"]
 STATS = ["median_ms", "min_ms", "p90_ms", "runs"]
 
 
@@ -38,7 +39,7 @@ def test_mobile_latency_quick_writes_complete_json(tmp_path):
     for name in OURS + ["torch-eager", "torch-eager-folded"] + OPTIONAL:
         model = record["models"][name]
         if name in OPTIONAL and "skipped" in model:
-            assert name not in timed
+            assert name not in timed and model["skipped"], name  # skipped, with its reason
             continue
         assert all(timed[name][key] > 0 for key in STATS), name
         assert timed[name]["runs"] == 3
@@ -62,7 +63,7 @@ def test_cache_sweep_effect_times_both_cases(tmp_path):
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        import contenders
+        import breakdown
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
 
@@ -76,7 +77,7 @@ def test_cache_sweep_effect_times_both_cases(tmp_path):
     path = tmp_path / "matmul.tflite"
     path.write_bytes(converter.convert())
 
-    result = contenders.cache_sweep_effect(path, runs=4, sweep_megabytes=1)
+    result = breakdown.cache_sweep_effect(path, runs=4, sweep_megabytes=1)
     assert result["sweep_megabytes"] == 1
     for case in ("consecutive", "after_sweep"):
         assert result[case]["runs"] == 4 and result[case]["median_ms"] > 0, case

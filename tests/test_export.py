@@ -9,7 +9,7 @@ import lsnet_keras
 import lsnet_keras.errors
 from lsnet_keras.litert.export import ExportError, export_tflite
 from lsnet_keras.litert.graph import read_graph
-from lsnet_keras.litert.xnnpack import ELEMENTWISE_OPS, FLOAT_ONLY_OPS, xnnpack_partitions
+from lsnet_keras.litert.xnnpack import ISLAND_OPS, xnnpack_partitions
 from lsnet_keras.model.reparam import with_target_layout
 
 TINY_CASES = [c for c in CASES if c.startswith("tiny")]
@@ -62,9 +62,15 @@ def test_fp32_tflite_matches_keras_and_golden(name, tiny_models):
     assert np.abs(logits - case["logits"]).max() <= 1e-4
 
 
+def tensor(graph, op):
+    """The (first) output tensor of `op`."""
+    return graph.tensors[op.outputs[0]]
+
+
 def assert_one_xnnpack_partition(model_bytes, edges=None):
     """XNNPACK takes the whole graph: one partition, no op left to TFLite's reference kernels
-    (`edges`: the uint8 <-> int8 QUANTIZE at a uint8 model's input and output)."""
+    (`edges`: the int8 -> uint8 QUANTIZE at a uint8 model's output; its uint8 input is
+    dequantized inside XNNPACK straight into the float stem convolution)."""
     report = xnnpack_partitions(model_bytes)
     assert (report.partitions, report.outside) == (1, edges or {}), report.summary()
 
@@ -98,8 +104,15 @@ def test_int8_is_integer_but_xnnpack_float_islands(io, tiny_models):
     ]
     floats = {name for name, dtype in inner if dtype == "float32"}
     assert {dtype for _, dtype in inner} <= {"int8", "int32", "float32"}
-    assert floats <= {*FLOAT_ONLY_OPS, *ELEMENTWISE_OPS} and "SOFTMAX" in floats
-    assert_one_xnnpack_partition(tflite, {"QUANTIZE": 2} if io == "uint8" else None)
+    assert floats <= ISLAND_OPS and {"SOFTMAX", "CONV_2D", "MEAN"} <= floats
+    # kept float for speed: the stem's RGB convolution, and LSConv's GroupNorm, SKA and BN
+    float_convs = [
+        op for op in graph.operators if op.name == "CONV_2D" and tensor(graph, op).dtype != "int8"
+    ]
+    assert [graph.tensors[op.inputs[1]].shape[-1] for op in float_convs] == [3]
+    ska = [op for op in graph.operators if "/ska" in tensor(graph, op).name and op.name == "MUL"]
+    assert ska and all(tensor(graph, op).dtype == "float32" for op in ska)
+    assert_one_xnnpack_partition(tflite, {"QUANTIZE": 1} if io == "uint8" else None)
 
 
 @pytest.mark.slow

@@ -7,7 +7,11 @@ import tensorflow as tf
 
 from lsnet_keras.litert.export import convert_for_cpu
 from lsnet_keras.litert.graph import read_graph
-from lsnet_keras.litert.xnnpack import float_depthwise_weights, xnnpack_partitions
+from lsnet_keras.litert.xnnpack import (
+    float_depthwise_weights,
+    float_islands_in_integer_model,
+    xnnpack_partitions,
+)
 
 RNG = np.random.default_rng(0)
 QKV = tf.constant(RNG.normal(size=(1, 1, 16, 48)).astype("float32") * 0.3)
@@ -75,6 +79,29 @@ def test_float_islands_give_one_partition_and_the_same_function(int8_graphs):
     assert np.mean(errors["islands"]) <= 1.1 * np.mean(errors["plain"]), errors
 
 
+def test_islands_in_an_integer_model_give_one_partition_and_the_same_function(int8_graphs):
+    """The rewrite for already-integer (QAT) graphs: DEQUANTIZE, float op, QUANTIZE back."""
+    plain = int8_graphs[0]
+    rewritten = float_islands_in_integer_model(plain)
+    report = xnnpack_partitions(rewritten)
+    assert (report.partitions, report.outside) == (1, {}), report.summary()
+    before, after = read_graph(plain), read_graph(rewritten)
+    floats = {op.name for op in after.operators if after.tensors[op.outputs[0]].dtype == "float32"}
+    assert {"BATCH_MATMUL", "SOFTMAX", "RSQRT", "RELU"} <= floats
+    # the int8 tensors around the islands keep their scales: only float twins were added
+    kept = {t.name: (t.dtype, t.scale, t.zero_point) for t in before.tensors}
+    assert all(
+        kept[t.name] == (t.dtype, t.scale, t.zero_point) for t in after.tensors if t.name in kept
+    )
+    errors = {"plain": [], "rewritten": []}
+    for x in SAMPLES:
+        expected = attention_and_norm(x).numpy()
+        for name, model_bytes in (("plain", plain), ("rewritten", rewritten)):
+            errors[name].append(np.abs(run(model_bytes, x) - expected).mean())
+    assert np.mean(errors["rewritten"]) <= 1.1 * np.mean(errors["plain"]), errors
+    assert float_islands_in_integer_model(rewritten) == rewritten  # nothing left to rewrite
+
+
 def test_float_depthwise_weights_are_the_hybrid_weights_dequantized():
     def depthwise(x):
         return tf.nn.depthwise_conv2d(x, DEPTHWISE, (1, 1, 1, 1), "SAME")
@@ -96,3 +123,40 @@ def test_float_depthwise_weights_are_the_hybrid_weights_dequantized():
     dequantized = tf.constant(weights.transpose(1, 2, 3, 0))
     same = tf.nn.depthwise_conv2d(x, dequantized, (1, 1, 1, 1), "SAME").numpy()
     np.testing.assert_allclose(run(fixed, x), same, atol=1e-4)
+
+
+STEM = tf.constant(RNG.normal(size=(3, 3, 3, 16)).astype("float32") * 0.3)
+MIX = tf.constant(RNG.normal(size=(1, 1, 16, 16)).astype("float32") * 0.3)
+IMAGES = [RNG.normal(size=(1, 8, 8, 3)).astype("float32") for _ in range(16)]
+
+
+def stem_and_ska(x):
+    """An RGB convolution, a 16-channel one, elementwise ops in an `ska` scope, a convolution."""
+    a = tf.nn.relu(tf.nn.conv2d(x, STEM, 1, "SAME"))
+    b = tf.nn.conv2d(a, MIX, 1, "SAME")
+    with tf.name_scope("mixer/ska"):
+        c = a * b + a[:, 1:2] * b[:, :, 1:2]
+    return tf.nn.conv2d(c, MIX, 1, "SAME")
+
+
+def test_speed_islands_keep_the_rgb_conv_and_lsconv_scopes_float():
+    spec = tf.TensorSpec((1, 8, 8, 3), tf.float32)
+    concrete = tf.function(stem_and_ska, input_signature=[spec]).get_concrete_function()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in IMAGES)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    model_bytes = convert_for_cpu(conv, "int8")
+    graph = read_graph(model_bytes)
+    dtypes = {}
+    for op in graph.operators:
+        dtypes.setdefault(op.name, set()).add(graph.tensors[op.outputs[0]].dtype)
+    # the RGB conv float, the 16-channel ones int8; the scope's MUL and ADD float
+    assert dtypes["CONV_2D"] == {"float32", "int8"}
+    assert [op.name for op in graph.operators].count("CONV_2D") == 3
+    assert dtypes["MUL"] == dtypes["ADD"] == {"float32"}
+    report = xnnpack_partitions(model_bytes)
+    assert (report.partitions, report.outside) == (1, {}), report.summary()
+    x = IMAGES[0]
+    expected = stem_and_ska(x).numpy()
+    assert np.abs(run(model_bytes, x) - expected).max() <= 0.05 * np.abs(expected).max()

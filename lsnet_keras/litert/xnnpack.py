@@ -14,6 +14,14 @@ a QUANTIZE after, which XNNPACK runs inside the same partition), and the dynamic
 its depthwise weights in float (`float_depthwise_weights`). This module imports neither
 TensorFlow nor Keras.
 
+Two more islands are kept float for speed, not because XNNPACK refuses them in int8 (measured on
+the x86 CI machine, LSNet-T, 1 thread, whole model interleaved; README "Latency"): the stem's
+first convolution (3 input channels: XNNPACK's int8 kernel ran it about 4x slower than fp32),
+and LSConv's GroupNorm, SKA and BatchNorm (about 30 elementwise ops on rows of `dim // 8`
+channels, each requantized in int8, 1.4-1.9x slower than in float). Together they took the
+int8 LSNet-T to 0.75x its time there (2.51 -> 1.89 ms, one interleaved run on a loaded machine);
+ARM cores may weigh them differently (see the README's phone recipe).
+
 Example:
     >>> from lsnet_keras.litert.xnnpack import xnnpack_partitions
     >>> report = xnnpack_partitions(open("lsnet_t_int8.tflite", "rb").read())  # doctest: +SKIP
@@ -22,6 +30,7 @@ Example:
 """
 
 import collections
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +41,17 @@ from lsnet_keras.litert.graph import read_graph, schema
 FLOAT_ONLY_OPS = ("BATCH_MATMUL", "SOFTMAX", "RSQRT", "RELU")
 # Elementwise ops that join a float island when every consumer of their output is in it.
 ELEMENTWISE_OPS = ("ADD", "MUL", "SUB")
+# Data movement that joins an island the same way (the PAD before the stem's convolution).
+MOVEMENT_OPS = ("PAD", "RESHAPE", "STRIDED_SLICE")
+# A CONV_2D over at most this many input channels is kept float (the stem's RGB convolution).
+FEW_CHANNELS = 4
+# Ops whose output tensor name lies in these scopes (every part of a fused name: a convolution
+# with a fused ReLU is named "lkp/Relu;lkp/cv1/conv/BiasAdd;...") are kept float: an LSConv's
+# GroupNorm (LKP's own ops, not its cv1-cv4 convolutions), its SKA and its BatchNorm
+# (`lsnet_keras.model.ska`).
+FLOAT_SCOPES = re.compile(r"(^|/)(lkp(_\d+)?/(?!cv\d)|ska(_\d+)?/|mixer(_\d+)?/bn(_\d+)?/)")
+# Every op that float_islands may keep float.
+ISLAND_OPS = frozenset({*FLOAT_ONLY_OPS, *ELEMENTWISE_OPS, *MOVEMENT_OPS, "CONV_2D", "MEAN"})
 
 
 @dataclass
@@ -84,10 +104,22 @@ def xnnpack_partitions(model_bytes, num_threads=1):
     return PartitionReport(len(delegates), len(ops), dict(outside))
 
 
+def in_float_scopes(name):
+    """Whether every part of a (fused, ";"-joined) tensor name lies in FLOAT_SCOPES.
+
+    Example:
+        >>> in_float_scopes("m/blocks2_3/mixer/ska/mul_1"), in_float_scopes("m/b/mixer/lkp/cv1/x")
+        (True, False)
+    """
+    return all(FLOAT_SCOPES.search(part) for part in name.split(";"))
+
+
 def float_islands(model_bytes):
     """Output tensor names of the ops an int8 model should keep in float for XNNPACK: every
-    FLOAT_ONLY_OPS op, plus each ADD / MUL / SUB all of whose consumers are already float
-    (attention's scale and position bias, GroupNorm's `+ eps`).
+    FLOAT_ONLY_OPS op, each CONV_2D over at most FEW_CHANNELS input channels, every op in
+    FLOAT_SCOPES (LSConv's GroupNorm, SKA and BatchNorm), plus each ADD / MUL / SUB / PAD /
+    RESHAPE / STRIDED_SLICE all of whose consumers are already float (attention's scale and
+    position bias, the stem's PAD).
 
     The names are what the TFLite quantizer's `denylisted_nodes` takes. Example:
         >>> float_islands(calibrated_bytes)[:2]  # doctest: +SKIP
@@ -98,12 +130,22 @@ def float_islands(model_bytes):
     for op in graph.operators:
         for tensor in op.inputs:
             consumers[tensor].append(op.index)
-    chosen = {op.index for op in graph.operators if op.name in FLOAT_ONLY_OPS}
+
+    def few_channels(op):
+        return op.name == "CONV_2D" and graph.tensors[op.inputs[1]].shape[-1] <= FEW_CHANNELS
+
+    chosen = {
+        op.index
+        for op in graph.operators
+        if op.name in FLOAT_ONLY_OPS
+        or few_channels(op)
+        or in_float_scopes(graph.tensors[op.outputs[0]].name)
+    }
     grown = True
     while grown:
         grown = False
         for op in graph.operators:
-            if op.index in chosen or op.name not in ELEMENTWISE_OPS:
+            if op.index in chosen or op.name not in (*ELEMENTWISE_OPS, *MOVEMENT_OPS):
                 continue
             users = [user for tensor in op.outputs for user in consumers[tensor]]
             if users and all(user in chosen for user in users):
@@ -149,5 +191,99 @@ def float_depthwise_weights(model_bytes):
         weights.type = schema.TensorType.FLOAT32
         weights.quantization = None
     builder = flatbuffers.Builder(len(model_bytes) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def float_islands_in_integer_model(model_bytes):
+    """A full-integer model (e.g. an exported QAT model) with the FLOAT_ONLY_OPS ops, and each
+    ADD / MUL / SUB all of whose consumers are among them, computed in float: a DEQUANTIZE
+    before each island's int8 inputs, a QUANTIZE back to the same int8 tensor (same scale and
+    zero point) after each output used outside it. XNNPACK then runs the whole graph in one
+    partition. Each island computes on the dequantized values and rounds to the trained output
+    range, as the QAT model's fake-quant does. `export_tflite` does not apply it (its QAT graphs
+    stay full-integer); call it on the bytes.
+
+    Example:
+        >>> one = float_islands_in_integer_model(qat_int8_bytes)  # doctest: +SKIP
+        >>> xnnpack_partitions(one).partitions  # doctest: +SKIP
+        1
+    """
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    subgraph, codes = model.subgraphs[0], model.operatorCodes
+    graph = read_graph(model_bytes, "integer model")
+    integer = (schema.TensorType.INT8, schema.TensorType.UINT8)
+    consumers = collections.defaultdict(list)
+    for op in graph.operators:
+        for tensor in op.inputs:
+            consumers[tensor].append(op.index)
+    chosen = {
+        op.index
+        for op in graph.operators
+        if op.name in FLOAT_ONLY_OPS and graph.tensors[op.outputs[0]].dtype in ("int8", "uint8")
+    }
+    grown = True
+    while grown:
+        grown = False
+        for op in graph.operators:
+            users = [user for tensor in op.outputs for user in consumers[tensor]]
+            if op.index not in chosen and op.name in ELEMENTWISE_OPS and users:
+                if all(user in chosen for user in users):
+                    chosen.add(op.index)
+                    grown = True
+    if not chosen:
+        return model_bytes
+
+    def opcode(builtin):
+        for index, code in enumerate(codes):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return index
+        code = schema.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+        codes.append(code)
+        return len(codes) - 1
+
+    def float_twin(index, suffix):
+        source, twin = subgraph.tensors[index], schema.TensorT()
+        twin.shape, twin.shapeSignature = source.shape, source.shapeSignature
+        twin.type, twin.buffer = schema.TensorType.FLOAT32, 0
+        twin.name = (source.name or b"") + suffix
+        subgraph.tensors.append(twin)
+        return len(subgraph.tensors) - 1
+
+    def convert(builtin, source, target):
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = opcode(builtin), [source], [target]
+        return op
+
+    graph_outputs = set(subgraph.outputs)
+    twins = {}  # integer tensor -> its float twin (an island's output, or a DEQUANTIZE's)
+    operators = []
+    for index, op in enumerate(subgraph.operators):
+        if index not in chosen:
+            operators.append(op)
+            continue
+        inputs = []
+        for tensor in op.inputs:
+            if tensor >= 0 and subgraph.tensors[tensor].type in integer:
+                if tensor not in twins:
+                    twins[tensor] = float_twin(tensor, b"/dequantized")
+                    operators.append(
+                        convert(schema.BuiltinOperator.DEQUANTIZE, tensor, twins[tensor])
+                    )
+                tensor = twins[tensor]
+            inputs.append(tensor)
+        op.inputs, outputs, after = inputs, [], []
+        for tensor in op.outputs:
+            twins[tensor] = float_twin(tensor, b"/float")
+            outputs.append(twins[tensor])
+            if tensor in graph_outputs or any(u not in chosen for u in consumers[tensor]):
+                after.append(convert(schema.BuiltinOperator.QUANTIZE, twins[tensor], tensor))
+        op.outputs = outputs
+        operators += [op, *after]
+    subgraph.operators = operators
+    builder = flatbuffers.Builder(len(model_bytes) + 65536)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
