@@ -14,8 +14,8 @@ from lsnet_keras.training.data import (
     open_dataset,
     scan_image_folder,
     train_dataset,
-    write_tfrecords,
 )
+from lsnet_keras.training.records import write_tfrecords
 
 COLORS = np.array([[220, 40, 40], [40, 200, 40], [40, 60, 220], [220, 220, 40], [200, 40, 200]])
 

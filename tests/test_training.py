@@ -150,9 +150,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(run, tmp_path):
 @pytest.mark.slow
 def test_missing_train_extra_is_a_one_line_error(run, tmp_path, monkeypatch):
     """Without tensorboard (or matplotlib) training stops before any work, naming the extra."""
-    from lsnet_keras.training import trainer
+    from lsnet_keras.training import run_setup
 
-    monkeypatch.setattr(trainer, "TRAIN_EXTRA", ("tensorboard", "lsnet_no_such_package"))
+    monkeypatch.setattr(run_setup, "TRAIN_EXTRA", ("tensorboard", "lsnet_no_such_package"))
     root, _, _ = run
     with pytest.raises(TrainingError) as caught:
         train(tiny_config(root, tmp_path))

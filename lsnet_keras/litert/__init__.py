@@ -5,7 +5,8 @@
 - `graph`: a flatbuffer reader for `.tflite` files (ops, tensors, quantization).
 - `xnnpack`: how XNNPACK partitions a model; the float islands of the cpu int8 graph.
 - `runtime`: `TFLiteClassifier` on ai-edge-litert or tflite-runtime (no Keras, no TensorFlow).
-- `gpu_check`: runs a model on the LiteRT GPU accelerator (Mesa lavapipe here).
+- `gpu_check`: runs a model on the LiteRT GPU accelerator (Mesa lavapipe here), in a child
+  process (`gpu_worker`, which imports neither TensorFlow nor this package).
 - `fp16_check`: fp16 GPU / XNNPACK outputs of a trained model against Keras fp32.
 - `edgetpu_rules` (the Coral compiler's op table) and `edgetpu_check`.
 - `android`: the demo app's assets and the cross-language golden files.

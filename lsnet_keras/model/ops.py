@@ -64,6 +64,29 @@ def tap(taps, k):
     return forward(taps)
 
 
+def ska_products(x, weights):
+    """SKA's 9 per-tap products, each (batch, h * w, channels // wc, wc), tap k = kh * 3 + kw.
+
+    Product k is `x` zero-padded by 1 and shifted by (kh, kw), times slice k of the tap-major
+    `weights` (batch, h, w, 9 * wc); channel c uses weight channel `c % wc`. The float SKA sums
+    them; the QAT one fake-quantizes each product and each partial sum.
+
+    Example:
+        >>> import numpy as np
+        >>> x, weights = np.ones((1, 4, 4, 16), "float32"), np.ones((1, 4, 4, 18), "float32")
+        >>> [tuple(p.shape) for p in ska_products(x, weights)][0]
+        (1, 16, 8, 2)
+    """
+    _, h, w, channels = ops.shape(x)
+    wc = ops.shape(weights)[-1] // 9
+    padded = pytorch_pad(x, 1)
+    taps = ops.reshape(weights, (-1, h * w, 9, wc))
+    for k in range(9):
+        kh, kw = divmod(k, 3)
+        shifted = ops.reshape(crop(padded, kh, kw, h, w), (-1, h * w, channels // wc, wc))
+        yield shifted * tap(taps, k)
+
+
 def stats_dtype(compute_dtype):
     """Normalization statistics and softmax run in float32 at least (float16 overflows)."""
     return "float64" if compute_dtype == "float64" else "float32"

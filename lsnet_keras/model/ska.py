@@ -16,10 +16,8 @@ from lsnet_keras.model.ops import (
     BN_EPSILON,
     batch_norm,
     build_sublayers,
-    crop,
-    pytorch_pad,
+    ska_products,
     stats_dtype,
-    tap,
 )
 from lsnet_keras.model.serialization import serializable
 
@@ -129,14 +127,8 @@ class SKA(keras.layers.Layer):
     def call(self, inputs):
         x, weights = inputs
         _, h, w, channels = ops.shape(x)
-        wc = ops.shape(weights)[-1] // 9
-        padded = pytorch_pad(x, 1)
-        taps = ops.reshape(weights, (-1, h * w, 9, wc))
         out = None
-        for k in range(9):
-            kh, kw = divmod(k, 3)
-            shifted = ops.reshape(crop(padded, kh, kw, h, w), (-1, h * w, channels // wc, wc))
-            term = shifted * tap(taps, k)
+        for term in ska_products(x, weights):
             out = term if out is None else out + term
         return ops.reshape(out, (-1, h, w, channels))
 

@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from lsnet_keras.config import make_divisible
-from lsnet_keras.model.ops import BN_EPSILON, pytorch_pad
+from lsnet_keras.model.ops import BN_EPSILON, ska_products
 from lsnet_keras.model.serialization import serializable
 from lsnet_keras.quantization.attention import QAttention
 from lsnet_keras.quantization.layers import (
@@ -189,16 +189,9 @@ class QSKA(QuantLayer):
     def call(self, inputs, training=None):
         x, weights = inputs
         _, h, w, channels = ops.shape(x)
-        wc = ops.shape(weights)[-1] // 9
-        padded = pytorch_pad(x, 1)
-        taps = ops.reshape(weights, (-1, h * w, 9, wc))
         out = None
-        for k in range(9):
-            kh, kw = divmod(k, 3)
-            shifted = ops.reshape(
-                padded[:, kh : kh + h, kw : kw + w, :], (-1, h * w, channels // wc, wc)
-            )
-            term = self.product_quants[k](shifted * taps[:, :, k : k + 1, :], training=training)
+        for k, product in enumerate(ska_products(x, weights)):
+            term = self.product_quants[k](product, training=training)
             out = term if out is None else self.sum_quants[k - 1](out + term, training=training)
         return ops.reshape(out, (-1, h, w, channels))
 

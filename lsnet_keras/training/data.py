@@ -6,11 +6,12 @@
   every file is checked once with the decoder that will read it (TensorFlow for training, PIL
   for evaluation); unreadable and non-image files are skipped and counted (`strict=True`: an
   error), and a class folder without images is an error naming it;
-* TFRecord shards `train-*-of-*` and `validation-*-of-*` of `tf.train.Example`s with
-  `image/encoded` and `image/class/label` (the TensorFlow ImageNet format), plus the optional
-  `dataset.json` that `write_tfrecords` writes (class names and counts);
-* a prepared TFDS dataset (a folder with `dataset_info.json`), read with
-  `tfds.builder_from_directory` (pip install tensorflow-datasets).
+* TFRecord shards `train-*-of-*` and `validation-*-of-*` (the TensorFlow ImageNet format) or a
+  prepared TFDS dataset (a folder with `dataset_info.json`): read by `records.py`, which also
+  holds `write_tfrecords`.
+
+This module holds the split types (`Split`, `ImageDataset`, `DatasetError`), folder scanning,
+`open_dataset` and the tf.data pipelines (`train_dataset`, `eval_dataset`).
 
 Images over the pixel budget of `lsnet_keras.preprocess` (Pillow's MAX_IMAGE_PIXELS, 50:1) are
 skipped and counted in `Split.skipped`, never decoded: files when a folder is scanned, records
@@ -30,7 +31,6 @@ Example:
 
 import concurrent.futures
 import dataclasses
-import glob
 import io
 import json
 import os
@@ -51,10 +51,6 @@ from lsnet_keras.preprocess import (
 from lsnet_keras.training.augment import Augment, decode_image, mix_batch, train_transform
 
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation")}
-TFRECORD_FEATURES = {
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-}
 
 
 class DatasetError(LSNetError):
@@ -195,149 +191,6 @@ def _folder_split(root, name, class_names, strict, cache):
     return Split(name, len(paths), paths, labels, skipped=skipped), names
 
 
-def _find(data_dir, split, pattern):
-    for name in SPLIT_NAMES[split]:
-        found = sorted(glob.glob(os.path.join(data_dir, pattern.format(name))))
-        if found:
-            return found
-    return []
-
-
-def _header_fits(encoded, name, seen, skipped):
-    """False for an encoded image whose header gives an absurd size (noted once in `skipped`)."""
-    try:
-        open_image(io.BytesIO(encoded), f"{name} record", decode=False)
-    except ImageTooLarge as err:
-        if hash(encoded) not in seen:
-            seen.add(hash(encoded))
-            skipped.append((f"{name} record", f"image too large ({str(err).split(': ', 1)[1]})"))
-        return np.bool_(False)
-    except ImageError:  # not readable by PIL: the decoder decides
-        pass
-    return np.bool_(True)
-
-
-def budget_filter(name, skipped):
-    """A function: (encoded image, label) records -> those within the pixel budget.
-
-    Only the header of each image is read (PIL, as for files). A record left out is appended
-    to `skipped` as ("NAME record", "image too large (...)") the first time it is met, however
-    many times the records are read (one filter per split).
-
-    Example:
-        >>> png = tf.io.encode_png(tf.zeros((4, 4, 3), "uint8"))
-        >>> skipped = []
-        >>> keep = budget_filter("train", skipped)
-        >>> len(list(keep(tf.data.Dataset.from_tensors((png, 0))))), skipped
-        (1, [])
-    """
-    seen = set()
-
-    def fits(encoded, label):
-        ok = tf.numpy_function(
-            lambda data: _header_fits(data, name, seen, skipped), [encoded], tf.bool
-        )
-        return tf.ensure_shape(ok, [])
-
-    return lambda records: records.filter(fits)
-
-
-def _tfrecord_split(files, name, info, label_offset):
-    skipped = []
-    keep_fitting = budget_filter(name, skipped)
-
-    def records(shuffle_seed=None, shard=(0, 1)):
-        index, count = shard
-        names = tf.data.Dataset.from_tensor_slices(files)
-        by_file = len(files) >= count
-        if by_file:
-            names = names.shard(count, index)
-        if shuffle_seed is not None:
-            names = names.shuffle(len(files), seed=shuffle_seed)
-        data = names.interleave(
-            tf.data.TFRecordDataset,
-            cycle_length=min(16, len(files)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        if not by_file:
-            data = data.shard(count, index)
-
-        def parse(record):
-            example = tf.io.parse_single_example(record, TFRECORD_FEATURES)
-            return example["image/encoded"], example["image/class/label"] - label_offset
-
-        return keep_fitting(data.map(parse, num_parallel_calls=tf.data.AUTOTUNE))
-
-    if info is None:
-        print(f"counting the records of {len(files)} {name} shards (no dataset.json) ...")
-        labels = records().map(lambda _, label: label).as_numpy_iterator()
-        info = {"num_examples": 0, "max_label": -1}
-        for label in labels:
-            info["num_examples"] += 1
-            info["max_label"] = max(info["max_label"], int(label))
-    split = Split(name, info["num_examples"], records=records, num_files=len(files))
-    split.skipped = skipped  # filled as records are read
-    return split, info
-
-
-def _open_tfrecords(data_dir, label_offset):
-    meta_path = os.path.join(data_dir, "dataset.json")
-    meta = json.load(open(meta_path)) if os.path.isfile(meta_path) else {}
-    splits, top = {}, -1
-    for split in SPLIT_NAMES:
-        files = _find(data_dir, split, "{}-*-of-*")
-        if files:
-            info = meta.get("splits", {}).get(split)
-            splits[split], info = _tfrecord_split(files, split, info, label_offset)
-            top = max(top, info.get("max_label", -1))
-    names = meta.get("class_names") or [f"class {i}" for i in range(top + 1)]
-    return ImageDataset(splits.get("train"), splits.get("val"), names, "tfrecord")
-
-
-def _open_tfds(data_dir):
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise DatasetError(f"{data_dir}: a TFDS dataset; pip install tensorflow-datasets") from None
-    builder = tfds.builder_from_directory(data_dir)
-    features = builder.info.features
-    image_key = next(k for k, f in features.items() if isinstance(f, tfds.features.Image))
-    label_key = next(k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel))
-    splits = {}
-    for split, candidates in SPLIT_NAMES.items():
-        found = [n for n in candidates + ("test",) * (split == "val") if n in builder.info.splits]
-        if not found:
-            continue
-        info = builder.info.splits[found[0]]
-        skipped = []
-        keep_fitting = budget_filter(found[0], skipped)
-
-        def records(
-            shuffle_seed=None, shard=(0, 1), name=found[0], files=info.num_shards, keep=keep_fitting
-        ):
-            index, count = shard
-            by_file = files >= count
-            context = tf.distribute.InputContext(count, index) if by_file and count > 1 else None
-            config = tfds.ReadConfig(shuffle_seed=shuffle_seed, input_context=context)
-            data = builder.as_dataset(
-                name,
-                shuffle_files=shuffle_seed is not None,
-                read_config=config,
-                decoders={image_key: tfds.decode.SkipDecoding()},
-            )
-            if not by_file:
-                data = data.shard(count, index)
-            data = data.map(lambda e: (e[image_key], tf.cast(e[label_key], tf.int64)))
-            return keep(data)
-
-        splits[split] = Split(
-            split, info.num_examples, records=records, num_files=info.num_shards, skipped=skipped
-        )
-    names = list(features[label_key].names)
-    return ImageDataset(splits.get("train"), splits.get("val"), names, "tfds")
-
-
 def _class_folders(root):
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name[0] != ".")
 
@@ -360,10 +213,12 @@ def open_dataset(data_dir, splits=("train", "val"), strict=False, label_offset=0
         data_dir = require_folder(data_dir, "data")
     except LSNetError as err:
         raise DatasetError(str(err)) from None
+    from lsnet_keras.training import records  # not at the top: records.py imports Split from here
+
     if os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
-        return _open_tfds(data_dir)
-    if _find(data_dir, "train", "{}-*-of-*") or _find(data_dir, "val", "{}-*-of-*"):
-        return _open_tfrecords(data_dir, label_offset)
+        return records.open_tfds(data_dir)
+    if records.shard_files(data_dir, "train") or records.shard_files(data_dir, "val"):
+        return records.open_tfrecords(data_dir, label_offset)
     roots = {}
     for split, names in SPLIT_NAMES.items():
         roots[split] = next(
@@ -482,37 +337,3 @@ def eval_dataset(split, batch_size, img_size, pipeline=(0, 1, 1)):
 
     data = data.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def write_tfrecords(split, output_dir, name, num_shards=1, class_names=None):
-    """Write a folder split as TFRecord shards `name-0000i-of-0000n` (+ dataset.json).
-
-    Example:
-        >>> data = open_dataset("flowers")  # doctest: +SKIP
-        >>> write_tfrecords(data.train, "flowers_tfrecord", "train", 4, data.class_names)
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    shards = [
-        os.path.join(output_dir, f"{name}-{i:05d}-of-{num_shards:05d}") for i in range(num_shards)
-    ]
-    writers = [tf.io.TFRecordWriter(path) for path in shards]
-    for i, (path, label) in enumerate(zip(split.paths, split.labels)):
-        with open(path, "rb") as f:
-            encoded = f.read()
-        feature = {
-            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-        }
-        example = tf.train.Example(features=tf.train.Features(feature=feature))
-        writers[i % num_shards].write(example.SerializeToString())
-    for writer in writers:
-        writer.close()
-    meta_path = os.path.join(output_dir, "dataset.json")
-    meta = json.load(open(meta_path)) if os.path.isfile(meta_path) else {"splits": {}}
-    meta["class_names"] = list(class_names) if class_names else meta.get("class_names")
-    split_name = "val" if name in SPLIT_NAMES["val"] else name
-    max_label = int(split.labels.max()) if len(split.labels) else -1
-    meta["splits"][split_name] = {"num_examples": int(split.num_examples), "max_label": max_label}
-    with open(meta_path, "w") as f:
-        json.dump(meta, f, indent=1)
-    return shards
