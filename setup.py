@@ -44,7 +44,15 @@ setup(
         # The tests: the PyTorch reference, the backend matrix (tests/test_backends.py), the
         # training tests, and scikit-learn's digits images that the QAT benchmark and tests
         # train on.
-        "dev": [*TORCH, *JAX, *TRAIN, "pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "scikit-learn>=1.5"],
+        "dev": [
+            *TORCH,
+            *JAX,
+            *TRAIN,
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "ruff>=0.6",
+            "scikit-learn>=1.5",
+        ],
     },
     entry_points={"console_scripts": ["lsnet=lsnet_keras.cli:console"]},
 )

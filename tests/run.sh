@@ -3,8 +3,9 @@
 #  1. a fresh virtual environment (.venv) with the locked versions (requirements/lock.txt);
 #  2. the Vulkan stack for the LiteRT GPU checks (apt-get, so root, or sudo the first time);
 #  3. lint (ruff), the Android core's Kotlin tests and the app's XML check;
-#  4. the fast suite, then the slow one (pytest-xdist: a test module per core). The tflite-runtime and MediaPipe / Task Library checks
-#     build their own cached virtual environments (under ~/.cache/lsnet-keras).
+#  4. the fast suite, then the slow one (pytest-xdist: a test module per core). The
+#     tflite-runtime and MediaPipe / Task Library checks build their own cached virtual
+#     environments (under ~/.cache/lsnet-keras).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
