@@ -90,7 +90,7 @@ def train(devices):
     # SGD: Adam's m / sqrt(v) turns float32 rounding in near-zero gradients into whole steps
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss)
-    model.fit(images, targets, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    model.fit(images, targets, batch_size=8, epochs=1, shuffle=False, verbose=0)
     return [keras.ops.convert_to_numpy(w) for w in model.weights]
 
 one = train(None)
@@ -102,10 +102,12 @@ print(json.dumps({{"change": change, "diff": diff}}))
     flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     output = run_python("jax", ["-c", code], flags)
     result = json.loads(next(ln for ln in output.splitlines() if ln.startswith('{"change"')))
-    assert result["change"] > 1e-3, result  # the steps moved the weights
-    # relative to each variable's size: BatchNorm variances reach ~7 after these steps, and
-    # two shards sum the batch statistics in another float32 order than one device
-    assert result["diff"] <= 1e-4, result
+    assert result["change"] > 1e-3, result  # the step moved the weights
+    # relative to each variable's size (BatchNorm variances are far from 1): one step of two
+    # shards sums gradients and batch statistics in another float32 order than one device,
+    # 1.7e-6 apart on an Intel machine. Not more steps: each amplifies the rounding of the last
+    # (6e-4 after three on that machine, 8e-5 on an AMD one), which says nothing of the sharding.
+    assert result["diff"] <= 1e-5, result
 
 
 @pytest.mark.slow
