@@ -146,6 +146,18 @@ def test_cli_exit_codes(gpu, models, tmp_path, capsys):
     assert main([models["cnn"], "--rtol", "1e-9"]) == 1
 
 
+def test_cli_json_is_never_overwritten_without_force(gpu, models, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    report.write_text("earlier")
+    assert main([models["cnn"], "--json", str(report)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("gpu_check: error:") and "already exists" in line
+    assert report.read_text() == "earlier"
+    assert main([models["cnn"], "--json", str(report), "--force"]) == 0
+    assert '"fully_accelerated": true' in report.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
 def test_cli_bad_files(tmp_path, capsys):
     (tmp_path / "junk.tflite").write_bytes(b"not a model at all")
     assert main([str(tmp_path / "missing.tflite")]) == 2

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from lsnet_keras.io import atomic_path, check_outputs
 from lsnet_keras.litert.gpu_check import check_gpu
 
 
@@ -47,6 +48,7 @@ def main(argv=None):
     )
     parser.add_argument("model", help="the .tflite file")
     parser.add_argument("--json", metavar="OUT", help="also write the full report as JSON")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument(
         "--rtol",
         type=float,
@@ -57,17 +59,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     args = parser.parse_args(argv)
     try:
+        if args.json:
+            check_outputs([args.json], args.force)  # before the run
         report = check_gpu(args.model, seed=args.seed, rtol=args.rtol, fp32=args.fp32)
-    except ValueError as err:
+        if args.json:  # atomically: a failed write leaves no partial report
+            with atomic_path(args.json, overwrite=args.force) as tmp, open(tmp, "w") as f:
+                json.dump({"model": args.model, **report}, f, indent=2)
+    except ValueError as err:  # our one-line errors (LSNetError, WriteError) are ValueErrors
         print(f"gpu_check: error: {err}", file=sys.stderr)
         return 2
-    if args.json:
-        try:
-            with open(args.json, "w") as f:
-                json.dump({"model": args.model, **report}, f, indent=2)
-        except OSError as err:
-            print(f"gpu_check: error: cannot write {args.json}: {err.strerror}", file=sys.stderr)
-            return 2
     if report["error"]:
         print(f"gpu_check: error: {args.model}: {report['error']}", file=sys.stderr)
         return 2
