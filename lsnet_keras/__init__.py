@@ -11,11 +11,18 @@ On a TFLite-only machine (tflite-runtime, no Keras) only `lsnet_keras.litert.run
 
 __version__ = "0.1.0"
 
-from lsnet_keras.errors import quiet_interrupts_if_command, started_as_lsnet_command
+from lsnet_keras.errors import (
+    interrupts_held,
+    quiet_interrupts_if_command,
+    started_as_command,
+    started_as_lsnet_command,
+)
 
 # `lsnet ...` and `python -m training.*` run this import first: there, Ctrl-C during the slow
 # Keras import below exits quietly with 130 (a library user's program is not changed).
 quiet_interrupts_if_command()
+
+from contextlib import nullcontext  # noqa: E402
 
 from lsnet_keras.console import native_logs_silenced  # noqa: E402
 
@@ -25,7 +32,10 @@ if started_as_lsnet_command():
     __all__ = []
 else:
     try:
-        with native_logs_silenced():  # TensorFlow's import notices (oneDNN, CUDA) stay off screen
+        # TensorFlow's import notices (oneDNN, CUDA) stay off screen; in a command, a Ctrl-C
+        # during the import ends it quietly once the import is done (`interrupts_held`)
+        held = interrupts_held(SystemExit(130)) if started_as_command() else nullcontext()
+        with held, native_logs_silenced():
             import keras  # noqa: F401
     except ImportError:  # a TFLite-only install (Coral, Raspberry Pi): the runtime modules only
         __all__ = []

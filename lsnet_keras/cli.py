@@ -10,7 +10,7 @@ import sys
 from lsnet_keras import options
 from lsnet_keras.config import IO_TYPES, PRECISIONS, TARGETS
 from lsnet_keras.console import native_logs_silenced, quiet_tensorflow_logging
-from lsnet_keras.errors import LSNetError, run_command
+from lsnet_keras.errors import LSNetError, interrupts_held, run_command
 
 
 def _convert(args):
@@ -295,7 +295,18 @@ def main(argv=None):
         2
     """
     args = build_parser().parse_args(argv)
-    return run_command(f"lsnet {args.command}", args.run, args)
+    return run_command(f"lsnet {args.command}", _run, args)
+
+
+# Subcommands that build or load Keras models (the others never import TensorFlow).
+KERAS_COMMANDS = ("convert", "export", "pipeline")
+
+
+def _run(args):
+    if args.command in KERAS_COMMANDS:
+        with interrupts_held():  # a Ctrl-C in TensorFlow's import could be dropped otherwise
+            import keras  # noqa: F401
+    return args.run(args)
 
 
 def console():

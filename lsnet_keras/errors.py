@@ -6,6 +6,7 @@ Example:
     'model.keras: file not found'
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -92,6 +93,34 @@ def started_as_lsnet_command(argv=None, orig_argv=None):
     if argv and os.path.basename(argv[0]) in CONSOLE_SCRIPTS:
         return True
     return _main_module(orig_argv) == "lsnet_keras.cli"
+
+
+@contextlib.contextmanager
+def interrupts_held(then=KeyboardInterrupt):
+    """Hold Ctrl-C until the block ends, then raise `then` (in the main thread; else nothing).
+
+    For TensorFlow's import: its native code calls back into Python (protobuf's descriptor
+    pool), and an exception raised there by a Ctrl-C is printed as a traceback and dropped,
+    after which the command went on and exited 0. Held, the Ctrl-C ends the command as soon as
+    the import is done.
+
+    Example:
+        >>> with interrupts_held():
+        ...     import json
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise then
 
 
 def _interrupted(signum, frame):
