@@ -16,6 +16,9 @@ TRAIN = [
     "importlib_resources>=6",
 ]
 
+# benchmarks/mobile_latency.py: the ONNX Runtime contenders (fp32, and its static int8).
+BENCH = ["onnx>=1.17,<2", "onnxruntime>=1.20,<2"]
+
 setup(
     name="lsnet-keras",
     version="0.1.0",
@@ -41,13 +44,15 @@ setup(
         "torch": TORCH,
         "train": TRAIN,
         "jax": JAX,
+        "bench": BENCH,
         # The tests: the PyTorch reference, the backend matrix (tests/test_backends.py), the
-        # training tests, and scikit-learn's digits images that the QAT benchmark and tests
-        # train on.
+        # training tests, the latency benchmark's smoke test, and scikit-learn's digits images
+        # that the QAT benchmark and tests train on.
         "dev": [
             *TORCH,
             *JAX,
             *TRAIN,
+            *BENCH,
             "pytest>=8",
             "pytest-xdist>=3.5",
             "ruff>=0.6",

@@ -129,9 +129,12 @@ def versions(litert_python):
     venv = ("litert-torch", "ai-edge-quantizer", "torchao", "torch", "ai-edge-litert")
     found["litert-torch venv"] = None
     if litert_python is not None:
-        code = f"import importlib.metadata as m; print([m.version(n) for n in {venv!r}])"
+        code = (
+            "import importlib.metadata as m, json; "
+            f"print(json.dumps([m.version(n) for n in {venv!r}]))"
+        )
         out = subprocess.run([str(litert_python), "-c", code], capture_output=True, text=True)
-        found["litert-torch venv"] = dict(zip(venv, eval(out.stdout))) if out.stdout else None
+        found["litert-torch venv"] = dict(zip(venv, json.loads(out.stdout))) if out.stdout else None
     return found
 
 
@@ -150,7 +153,10 @@ def export_all(variant, reference, folded, workdir, litert_python):
         )
     else:
         for name in ("onnxruntime", "onnxruntime-int8"):
-            models[name] = {"skipped": "onnx / onnxruntime not installed"}
+            models[name] = {
+                "skipped": "onnx / onnxruntime not installed: pip install -c "
+                "requirements/lock.txt -e '.[bench]'"
+            }
     if litert_python is not None:
         python, fp32_path = litert_python, workdir / f"{variant}-litert-torch.tflite"
         jobs["litert-torch"] = partial(routes.export_litert_torch, folded, variant, python=python)
