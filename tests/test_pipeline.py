@@ -13,7 +13,7 @@ from lsnet_keras.litert.xnnpack import xnnpack_partitions
 from lsnet_keras.model.lsnet import build_variant
 from lsnet_keras.pipeline import format_report, input_noise_floor, realistic_random_weights
 from lsnet_keras.preprocess import normalize
-from lsnet_keras.quantization.qat_model import integer_violations
+from lsnet_keras.quantization.conversion import integer_violations
 
 
 def test_input_noise_floor_is_zero_without_noise_and_grows_with_it():

@@ -15,12 +15,11 @@ from lsnet_keras.litert.graph import read_graph
 from lsnet_keras.quantization import blocks as qb
 from lsnet_keras.quantization import layers as q
 from lsnet_keras.quantization.attention import QAttention
+from lsnet_keras.quantization.conversion import integer_violations, qat_converter
 from lsnet_keras.quantization.qat_model import (
     QATLSNet,
     QuantizationError,
     calibrate,
-    integer_violations,
-    qat_converter,
     quantize_model,
 )
 

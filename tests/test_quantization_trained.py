@@ -20,14 +20,9 @@ import pytest
 from lsnet_keras.litert.edgetpu_check import check_edgetpu
 from lsnet_keras.litert.export import export_tflite
 from lsnet_keras.preprocess import normalize
+from lsnet_keras.quantization.conversion import integer_violations, qat_converter
 from lsnet_keras.quantization.layers import FakeQuant
-from lsnet_keras.quantization.qat_model import (
-    INPUT_RANGE,
-    integer_violations,
-    is_qat_model,
-    qat_converter,
-    quantize_model,
-)
+from lsnet_keras.quantization.qat_model import INPUT_RANGE, is_qat_model, quantize_model
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))

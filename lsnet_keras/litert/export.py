@@ -27,12 +27,8 @@ from lsnet_keras.litert.metadata import add_classifier_metadata
 from lsnet_keras.litert.xnnpack import float_depthwise_weights, float_islands
 from lsnet_keras.model.reparam import reparameterize, with_target_layout
 from lsnet_keras.preprocess import CROP_FRACTION, normalize
-from lsnet_keras.quantization.qat_model import (
-    PixelNormalization,
-    check_convertible,
-    is_qat_model,
-    qat_converter,
-)
+from lsnet_keras.quantization.conversion import check_convertible, qat_converter
+from lsnet_keras.quantization.qat_model import PixelNormalization, is_qat_model
 
 TF_TYPES = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
 

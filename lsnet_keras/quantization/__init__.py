@@ -3,7 +3,8 @@ a tensor.
 
 - `layers`: the primitives (FakeQuant, QConv, QChannelAffine, QPool, QLinear).
 - `blocks`: the quantized LSNet blocks (SE, FFN, LKP, SKA, LSConv, Attention, Block).
-- `qat_model`: `QATLSNet` and `quantize_model`, calibration and convertibility checks.
+- `qat_model`: `QATLSNet` and `quantize_model`, calibration.
+- `conversion`: the convertibility check, the int8 converter, full-integer checks of the result.
 
 Imports: `lsnet_keras.model` and the shared modules below it; nothing from litert or training.
 
