@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 import lsnet_keras  # noqa: E402
 from lsnet_keras.litert.export import export_tflite  # noqa: E402
 from lsnet_keras.preprocess import normalize  # noqa: E402
-from lsnet_keras.quantization.qat_model import integer_violations, quantize_model  # noqa: E402
+from lsnet_keras.quantization.conversion import integer_violations  # noqa: E402
+from lsnet_keras.quantization.qat_model import quantize_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHITECTURE = {"embed_dim": (32, 64, 96, 128), "depth": (2, 2, 2, 2), "num_heads": (2, 2, 2, 2)}
