@@ -44,6 +44,12 @@ else:
         from lsnet_keras.litert.export import export_tflite
         from lsnet_keras.model.lsnet import LSNet, build_variant, lsnet_b, lsnet_s, lsnet_t
         from lsnet_keras.model.reparam import reparameterize
+        from lsnet_keras.model.retinanet import (
+            LSNetRetinaNet,
+            lsnet_b_retinanet,
+            lsnet_s_retinanet,
+            lsnet_t_retinanet,
+        )
         from lsnet_keras.quantization.qat_model import quantize_model
         from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
         from lsnet_keras.weights.mapping import export_state_dict, load_weights
@@ -51,13 +57,17 @@ else:
         __all__ = [
             "CheckpointError",
             "LSNet",
+            "LSNetRetinaNet",
             "build_variant",
             "export_state_dict",
             "export_tflite",
             "load_weights",
             "lsnet_b",
+            "lsnet_b_retinanet",
             "lsnet_s",
+            "lsnet_s_retinanet",
             "lsnet_t",
+            "lsnet_t_retinanet",
             "quantize_model",
             "read_state_dict",
             "reparameterize",

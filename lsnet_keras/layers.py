@@ -13,6 +13,8 @@ Example:
 from lsnet_keras.model.attention import Attention
 from lsnet_keras.model.block import Block
 from lsnet_keras.model.conv import FFN, BNLinear, Conv2dBN, RepVGGDW, SqueezeExcite
+from lsnet_keras.model.fpn import LSNetFPN
+from lsnet_keras.model.retina_head import RetinaHead
 from lsnet_keras.model.ska import LKP, SKA, LSConv
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "BNLinear",
     "Conv2dBN",
     "LSConv",
+    "LSNetFPN",
     "RepVGGDW",
+    "RetinaHead",
     "SqueezeExcite",
 ]

@@ -14,9 +14,19 @@ from lsnet_keras.config import attention_bias_index
 from lsnet_keras.model.conv import Conv2dBN
 from lsnet_keras.model.ops import stats_dtype
 from lsnet_keras.model.serialization import serializable
+from lsnet_keras.weights.resize import bicubic_matrix
 
 
-@serializable("dim", "key_dim", "num_heads", "resolution", "deploy", "formulation", "fp16_safe")
+@serializable(
+    "dim",
+    "key_dim",
+    "num_heads",
+    "resolution",
+    "deploy",
+    "formulation",
+    "fp16_safe",
+    "table_resolution",
+)
 class Attention(keras.layers.Layer):
     """Multi-head self-attention with a learned relative-position bias (stage 4 of LSNet).
 
@@ -30,6 +40,11 @@ class Attention(keras.layers.Layer):
     conv's weights), so the unscaled product `q k^T`, key_dim**0.5 times larger, never exists.
     (TFLite's SOFTMAX subtracts each row's maximum itself, also on the GPU: the converter drops
     an explicit subtraction.)
+
+    `table_resolution` (the detection form, as the official detection and segmentation code):
+    the bias table is built for a fixed (h, w) grid (14x14 there) whatever the input, and its
+    expanded (heads, N0, N0) bias is resized bicubically (PyTorch's rule, align_corners False)
+    to the real (heads, N, N) on every call; at a fixed input size that is a constant.
 
     Example:
         >>> Attention(64, 16, 2, resolution=(4, 4))(keras.ops.zeros((1, 4, 4, 64))).shape
@@ -47,6 +62,7 @@ class Attention(keras.layers.Layer):
         deploy=False,
         formulation="matmul",
         fp16_safe=False,
+        table_resolution=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,16 +88,23 @@ class Attention(keras.layers.Layer):
             qk_channels, 3, depthwise=True, deploy=deploy, name="dw", dtype=self.dtype_policy
         )
         self.proj = Conv2dBN(dim, deploy=deploy, name="proj", dtype=self.dtype_policy)
-        self.bias_index = attention_bias_index(self.resolution)
+        self.table_resolution = None if table_resolution is None else tuple(table_resolution)
+        grid = self.table_resolution or self.resolution
+        self.table_size = grid[0] * grid[1]
+        self.bias_index = attention_bias_index(grid)
+        # (N, N0): resizes one axis of the expanded table to the real token count N.
+        self.bias_resize = None
+        if self.table_resolution is not None:
+            tokens = self.resolution[0] * self.resolution[1]
+            self.bias_resize = bicubic_matrix(self.table_size, tokens)
 
     def build(self, input_shape):
         qk_channels = self.key_dim * self.num_heads
         self.qkv.build(input_shape)
         self.dw.build((*input_shape[:-1], qk_channels))
         self.proj.build((*input_shape[:-1], self.value_dim * self.num_heads))
-        h, w = self.resolution
         self.attention_biases = self.add_weight(
-            name="attention_biases", shape=(self.num_heads, h * w), initializer="zeros"
+            name="attention_biases", shape=(self.num_heads, self.table_size), initializer="zeros"
         )
 
     def compute_output_shape(self, input_shape):
@@ -95,13 +118,28 @@ class Attention(keras.layers.Layer):
             q = q * self.scale
         k = qkv[..., nh * kd : 2 * nh * kd]
         v = qkv[..., 2 * nh * kd :]
-        bias = ops.take(self.attention_biases, self.bias_index, axis=1)
-        bias = ops.cast(bias, self.compute_dtype)
+        bias = ops.cast(self.expanded_bias(), self.compute_dtype)
         if self.formulation == "matmul":
             out = self._matmul_attention(q, k, v, bias)
         else:
             out = self._elementwise_attention(q, k, v, bias)
         return self.proj(ops.relu(out), training=training)
+
+    def expanded_bias(self):
+        """The (heads, N, N) bias added to the attention scores (resized in the detection form).
+
+        Example:
+            >>> layer = Attention(64, 16, 2, resolution=(2, 3), table_resolution=(14, 14))
+            >>> layer.build((1, 2, 3, 64))
+            >>> tuple(layer.expanded_bias().shape)
+            (2, 6, 6)
+        """
+        table = self.attention_biases
+        bias = ops.take(table, self.bias_index, axis=1)
+        if self.bias_resize is None:
+            return bias
+        resize = ops.cast(self.bias_resize, table.dtype)
+        return ops.matmul(ops.matmul(resize, bias), ops.transpose(resize))
 
     def _scaled(self, scores):
         """`scores * scale`, unless q carries the scale already (fp16_safe)."""

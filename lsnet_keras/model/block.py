@@ -18,7 +18,15 @@ from lsnet_keras.model.ska import LSConv
 
 
 @serializable(
-    "dim", "key_dim", "num_heads", "kind", "resolution", "deploy", "formulation", "fp16_safe"
+    "dim",
+    "key_dim",
+    "num_heads",
+    "kind",
+    "resolution",
+    "deploy",
+    "formulation",
+    "fp16_safe",
+    "table_resolution",
 )
 class Block(keras.layers.Layer):
     """One LSNet block: token mixer, optional SE, then a residual FFN (hidden = 2 * dim).
@@ -27,6 +35,7 @@ class Block(keras.layers.Layer):
     of stages 1-3) or "attention" (odd indices of stage 4, residual); `formulation` picks how
     attention is computed (see Attention) and `fp16_safe` makes every mixer keep float16-safe
     intermediates (the gpu target; same function, see Attention, LKP and SqueezeExcite).
+    `table_resolution` is Attention's (the detection form's fixed bias grid).
 
     Example:
         >>> Block(32, 16, 2, kind="repvgg")(keras.ops.zeros((1, 4, 4, 32))).shape
@@ -45,6 +54,7 @@ class Block(keras.layers.Layer):
         deploy=False,
         formulation="matmul",
         fp16_safe=False,
+        table_resolution=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -58,6 +68,7 @@ class Block(keras.layers.Layer):
         self.deploy = deploy
         self.formulation = formulation
         self.fp16_safe = fp16_safe
+        self.table_resolution = None if table_resolution is None else tuple(table_resolution)
         policy = self.dtype_policy
         self.se = None
         if kind == "repvgg":
@@ -74,6 +85,7 @@ class Block(keras.layers.Layer):
                 deploy=deploy,
                 formulation=formulation,
                 fp16_safe=fp16_safe,
+                table_resolution=table_resolution,
                 name="mixer",
                 dtype=policy,
             )

@@ -55,6 +55,9 @@ class LSNet(keras.Model):
         fp16_safe: keep intermediates in float16 range (attention scale folded into q,
             GroupNorm and SE reductions on bounded values); the gpu target's layout. Same
             weights, same function.
+        attention_table: None (the classifier: stage-4 attention's bias table fits the stage-4
+            grid) or a grid side such as 14 (the detection form of the official detection and
+            segmentation backbones: a 14x14 table resized to the real grid on every call).
         weights: None, "imagenet" (the official release of a named variant, downloaded from
             the Hugging Face hub and cached), an `hf://owner/repo[/file]` handle, or a
             checkpoint path (`.pth`, `.safetensors`). A model without a head loads the backbone.
@@ -81,6 +84,7 @@ class LSNet(keras.Model):
         deploy=False,
         attention_formulation="matmul",
         fp16_safe=False,
+        attention_table=None,
         weights=None,
         use_ema=False,
         name="lsnet",
@@ -93,6 +97,7 @@ class LSNet(keras.Model):
         if any(dim % 8 for dim in embed_dim):
             raise ValueError(f"every embed_dim must be divisible by 8 (SKA), got {embed_dim}")
         image_shape = _image_shape(input_shape)
+        table = None if attention_table is None else (int(attention_table),) * 2
         resolutions = stage_resolutions(image_shape[:2])
         prefixes = {}
 
@@ -133,6 +138,7 @@ class LSNet(keras.Model):
                     deploy=deploy,
                     formulation=attention_formulation,
                     fp16_safe=fp16_safe,
+                    table_resolution=table,
                     name=f"blocks{stage + 1}_{first + index}",
                 )
                 x = add(block, f"blocks{stage + 1}.{first + index}")(x)
@@ -162,6 +168,7 @@ class LSNet(keras.Model):
         self.deploy = deploy
         self.attention_formulation = attention_formulation
         self.fp16_safe = fp16_safe
+        self.attention_table = attention_table
         # Keras layer name -> official state_dict prefix, for the weight mapping.
         self.official_prefixes = prefixes
         if weights is not None:
@@ -183,6 +190,7 @@ class LSNet(keras.Model):
             "deploy": self.deploy,
             "attention_formulation": self.attention_formulation,
             "fp16_safe": self.fp16_safe,
+            "attention_table": self.attention_table,
             "name": self.name,
             "trainable": self.trainable,
         }

@@ -22,15 +22,24 @@ import os
 from lsnet_keras.weights.checkpoint import CheckpointError, read_checkpoint
 
 OFFICIAL_REPO = "jameslahm/lsnet"
-# Released variant -> its file in OFFICIAL_REPO.
-OFFICIAL_FILES = {
-    "lsnet_t": "lsnet_t.pth",
-    "lsnet_s": "lsnet_s.pth",
-    "lsnet_b": "lsnet_b.pth",
-    "lsnet_t_distill": "lsnet_t_distill.pth",
-    "lsnet_s_distill": "lsnet_s_distill.pth",
-    "lsnet_b_distill": "lsnet_b_distill.pth",
+# Released weights, by the name a user gives (weights="imagenet", "coco"): model -> its file in
+# OFFICIAL_REPO.
+RELEASES = {
+    "imagenet": {
+        "lsnet_t": "lsnet_t.pth",
+        "lsnet_s": "lsnet_s.pth",
+        "lsnet_b": "lsnet_b.pth",
+        "lsnet_t_distill": "lsnet_t_distill.pth",
+        "lsnet_s_distill": "lsnet_s_distill.pth",
+        "lsnet_b_distill": "lsnet_b_distill.pth",
+    },
+    "coco": {
+        "lsnet_t_retinanet": "lsnet_t_retinanet.pth",
+        "lsnet_s_retinanet": "lsnet_s_retinanet.pth",
+        "lsnet_b_retinanet": "lsnet_b_retinanet.pth",
+    },
 }
+OFFICIAL_FILES = RELEASES["imagenet"]
 # Files tried, in order, for `hf://owner/repo` without a file name (timm's layout).
 DEFAULT_FILES = ("model.safetensors", "pytorch_model.bin")
 HF_PREFIX = "hf://"
@@ -46,29 +55,33 @@ class HubUnreachable(HubError):
 
 
 def is_hub_handle(weights):
-    """True for `"imagenet"` and `hf://...` handles (anything else is a local path).
+    """True for release names ("imagenet", "coco") and `hf://...` handles (else a path).
 
     Example:
         >>> is_hub_handle("hf://jameslahm/lsnet_t"), is_hub_handle("lsnet_t.pth")
         (True, False)
     """
-    return isinstance(weights, str) and (weights == "imagenet" or weights.startswith(HF_PREFIX))
+    return isinstance(weights, str) and (weights in RELEASES or weights.startswith(HF_PREFIX))
 
 
-def official_handle(variant):
-    """The `hf://` handle of a released variant's ImageNet weights.
+def official_handle(variant, release="imagenet"):
+    """The `hf://` handle of a released model's weights ("imagenet" classifiers, "coco"
+    detectors).
 
     Example:
         >>> official_handle("lsnet_t_distill")
         'hf://jameslahm/lsnet/lsnet_t_distill.pth'
+        >>> official_handle("lsnet_s_retinanet", "coco")
+        'hf://jameslahm/lsnet/lsnet_s_retinanet.pth'
     """
-    if variant not in OFFICIAL_FILES:
-        known = ", ".join(OFFICIAL_FILES)
+    files = RELEASES[release]
+    if variant not in files:
+        known = ", ".join(files)
         raise HubError(
-            f"weights='imagenet' is for the released variants ({known}), not "
+            f"weights='{release}' is for the released models ({known}), not "
             f"{variant or 'a custom LSNet'}; name the variant, or pass a path or hf:// handle"
         )
-    return f"{HF_PREFIX}{OFFICIAL_REPO}/{OFFICIAL_FILES[variant]}"
+    return f"{HF_PREFIX}{OFFICIAL_REPO}/{files[variant]}"
 
 
 def parse_handle(handle):
@@ -95,12 +108,12 @@ def resolve_weights(weights, variant=None):
     """
     if not is_hub_handle(weights):
         return weights
-    handle = official_handle(variant) if weights == "imagenet" else weights
+    handle = official_handle(variant, weights) if weights in RELEASES else weights
     return download(*parse_handle(handle))
 
 
 def read_weights(weights, variant=None, use_ema=False):
-    """(state_dict, source) of a path, "imagenet" (for `variant`) or hf:// handle.
+    """(state_dict, source) of a path, "imagenet" / "coco" (for `variant`) or hf:// handle.
 
     Read by the strict, safe reader (`read_checkpoint`); `source` names the weights in errors.
     When the file is a training checkpoint with EMA weights, one line says which part was read.
@@ -111,7 +124,7 @@ def read_weights(weights, variant=None, use_ema=False):
         '../shared/reference/tiny_128.safetensors'
     """
     path = resolve_weights(weights, variant)
-    source = official_handle(variant) if weights == "imagenet" else os.fspath(weights)
+    source = official_handle(variant, weights) if weights in RELEASES else os.fspath(weights)
     checkpoint = read_checkpoint(path, use_ema, source=source)
     if checkpoint.entry == "model_ema":
         print(f"{source}: loaded 'model_ema' (the EMA weights)")

@@ -122,15 +122,7 @@ def _head(head, prefix):
     yield Entry(f"{prefix}.l.bias", head.linear.bias, SAME)
 
 
-def checkpoint_table(model):
-    """Every official state_dict key of `model`'s architecture -> Entry(key, variable, layout).
-
-    Example:
-        >>> import lsnet_keras
-        >>> table = checkpoint_table(lsnet_keras.lsnet_t())
-        >>> table["head.l.weight"].layout.name
-        'linear'
-    """
+def _lsnet_table(model):
     if model.deploy:
         raise ValueError("official checkpoints load into the training form (deploy=False)")
     table = {}
@@ -144,6 +136,109 @@ def checkpoint_table(model):
             entries = _conv_bn(layer, prefix)
         table.update((entry.key, entry) for entry in entries)
     return table
+
+
+def _fpn_table(neck):
+    """LSNetFPN: mmcv ConvModules (`.conv`), lateral 1x1 and output 3x3 (the extra one last)."""
+    table = {}
+    convs = [("lateral_convs", i, conv) for i, conv in enumerate(neck.lateral_convs)]
+    outputs = [*neck.fpn_convs, *([neck.extra_conv] if neck.extra_conv is not None else [])]
+    convs += [("fpn_convs", i, conv) for i, conv in enumerate(outputs)]
+    for group, index, conv in convs:
+        table.update((e.key, e) for e in _conv_with_bias(conv, f"{group}.{index}.conv"))
+    return table
+
+
+def _retina_head_table(head):
+    """RetinaHead: `cls_convs.i.conv`, `reg_convs.i.conv`, `retina_cls`, `retina_reg`."""
+    table = {}
+    for group in ("cls_convs", "reg_convs"):
+        for index, conv in enumerate(getattr(head, group)):
+            table.update((e.key, e) for e in _conv_with_bias(conv, f"{group}.{index}.conv"))
+    for name in ("retina_cls", "retina_reg"):
+        table.update((e.key, e) for e in _conv_with_bias(getattr(head, name), name))
+    return table
+
+
+# Which table each part of a model has, by its class (see `checkpoint_table`).
+PART_TABLES = {
+    "LSNet": _lsnet_table,
+    "LSNetFPN": _fpn_table,
+    "RetinaHead": _retina_head_table,
+}
+
+
+def checkpoint_table(model):
+    """Every official state_dict key of `model`'s architecture -> Entry(key, variable, layout).
+
+    A classifier's keys are the official classification checkpoint's; a detector's
+    (`model.parts()`) are MMDetection's: each part's keys under its prefix (`backbone.`, ...).
+
+    Example:
+        >>> import lsnet_keras
+        >>> table = checkpoint_table(lsnet_keras.lsnet_t())
+        >>> table["head.l.weight"].layout.name
+        'linear'
+        >>> table = checkpoint_table(lsnet_keras.lsnet_t_retinanet(input_shape=64))
+        >>> table["bbox_head.retina_cls.weight"].layout.name
+        'conv'
+    """
+    if not hasattr(model, "parts"):
+        return _lsnet_table(model)
+    table = {}
+    for prefix, part in model.parts().items():
+        part_table = PART_TABLES[type(part).__name__](part)
+        table.update(
+            (prefix + key, entry._replace(key=prefix + key)) for key, entry in part_table.items()
+        )
+    return table
+
+
+# Keys that tell what an official checkpoint is for (`checkpoint_kind`).
+KIND_KEYS = (
+    ("bbox_head.retina_cls.weight", "an MMDetection RetinaNet detector"),
+    ("roi_head.bbox_head.fc_cls.weight", "an MMDetection Mask R-CNN detector"),
+    ("decode_head.conv_seg.weight", "an MMSegmentation segmenter"),
+    ("head.l.weight", "an LSNet ImageNet classifier"),
+    ("patch_embed.0.c.weight", "an LSNet backbone (no head)"),
+)
+
+
+def checkpoint_kind(state):
+    """What an official state_dict is for, in words (None when unrecognized).
+
+    Example:
+        >>> from lsnet_keras.weights.checkpoint import read_state_dict
+        >>> checkpoint_kind(read_state_dict("../shared/reference/tiny_128.safetensors"))
+        'an LSNet ImageNet classifier'
+    """
+    for key, kind in KIND_KEYS:
+        if key in state:
+            return kind
+    return None
+
+
+def model_kind(model):
+    """What a model expects, in the words of `checkpoint_kind`.
+
+    Example:
+        >>> import lsnet_keras
+        >>> model_kind(lsnet_keras.lsnet_t_retinanet(input_shape=64))
+        'an MMDetection RetinaNet detector'
+    """
+    if hasattr(model, "parts"):
+        return KIND_KEYS[0][1]
+    return KIND_KEYS[3][1] if "head.l.weight" in _lsnet_table(model) else KIND_KEYS[4][1]
+
+
+def backbone_state(state):
+    """The `backbone.*` entries of a detection / segmentation state_dict, prefix removed.
+
+    Example:
+        >>> backbone_state({"backbone.patch_embed.0.c.weight": 1, "neck.x": 2})
+        {'patch_embed.0.c.weight': 1}
+    """
+    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
 
 
 def describe_state_dict(state):
@@ -190,12 +285,32 @@ def guess_variant(state):
     return None
 
 
+def _variant_of(model):
+    """The released backbone variant a model is built as (e.g. lsnet_t_distill), or None."""
+    for name, spec in VARIANTS.items():
+        if (model.embed_dim, model.depth) == (spec["embed_dim"], spec["depth"]):
+            return name + ("_distill" if getattr(model, "distillation", False) else "")
+    return None
+
+
 def _model_description(model):
     variant = model.name if model.name.startswith("lsnet_") else "a custom LSNet"
     return f"{variant} (embed_dim={model.embed_dim}, depth={model.depth})"
 
 
+def _check_kind(model, state, path):
+    """One line when a checkpoint is for another task than the model (detector vs classifier)."""
+    found, expected = checkpoint_kind(state), model_kind(model)
+    compatible = {KIND_KEYS[3][1], KIND_KEYS[4][1]}  # a backbone takes a classifier's weights
+    if found is None or found == expected or {found, expected} <= compatible:
+        return
+    raise CheckpointError(
+        f"{path}: this is {found} checkpoint, but the model ({model.name}) is {expected}"
+    )
+
+
 def _check_keys(model, table, state, path):
+    _check_kind(model, state, path)
     missing = [key for key in table if key not in state]
     unexpected = [key for key in state if key not in table]
     mismatched = []
@@ -207,9 +322,9 @@ def _check_keys(model, table, state, path):
             mismatched.append(f"{key}: checkpoint {tuple(state[key].shape)} vs model {expected}")
     if not (missing or unexpected or mismatched):
         return
-    looks_like = guess_variant(state)
+    looks_like = guess_variant(backbone_state(state) if hasattr(model, "parts") else state)
     problems = []
-    if looks_like and looks_like != model.name:
+    if looks_like and looks_like != _variant_of(model):
         problems.append(
             f"it looks like a {looks_like} checkpoint, the model is {_model_description(model)}"
         )
@@ -224,7 +339,7 @@ def _bias_table(entry, table, path):
     """The checkpoint's bias table, resized (bicubic) to the model's grid when they differ."""
     attention = entry.variable
     heads, cells = table.shape
-    target = attention.resolution
+    target = attention.table_resolution or attention.resolution
     if heads != attention.num_heads:
         raise CheckpointError(
             f"{path}: {entry.key}: checkpoint has {heads} heads, the model {attention.num_heads}"
@@ -279,6 +394,27 @@ def load_weights(model, checkpoint, source=None, use_ema=False):
         entry.variable.assign(entry.layout.to_keras(value).astype(entry.variable.dtype))
 
 
+def load_backbone_weights(model, checkpoint):
+    """Load the backbone of a detector / segmenter from a classification checkpoint
+    ("imagenet", a path, an hf:// handle; its head is left out, its stage-4 bias tables
+    resized to the 14x14 detection grid as the official code does) or from another dense
+    checkpoint's `backbone.*` (e.g. the official Mask R-CNN files). Raises CheckpointError.
+
+    Example:
+        >>> import lsnet_keras
+        >>> model = lsnet_keras.lsnet_t_retinanet(input_shape=64)
+        >>> load_backbone_weights(model, "../shared/reference/lsnet_t_224.safetensors")
+    """
+    backbone = model.backbone
+    if isinstance(checkpoint, dict):
+        state, path = checkpoint, "state_dict"
+    else:
+        state, path = read_weights(checkpoint, _variant_of(backbone))
+    if any(key.startswith("backbone.") for key in state):
+        state = backbone_state(state)
+    load_weights(backbone, state, source=path)
+
+
 def _check_values(key, value, path):
     """A weight must be floating point and finite (NaN / Inf would load and predict nan)."""
     if value.dtype.kind != "f":
@@ -301,7 +437,9 @@ def export_state_dict(model):
         if entry.layout is COUNTER:
             state[key] = np.array(0, dtype="int64")
         elif entry.layout is BIAS_INDEX:
-            state[key] = attention_bias_index(entry.variable.resolution).astype("int64")
+            attention = entry.variable
+            grid = attention.table_resolution or attention.resolution
+            state[key] = attention_bias_index(grid).astype("int64")
         elif entry.layout is BIAS_TABLE:
             state[key] = np.asarray(entry.variable.attention_biases)
         else:

@@ -52,3 +52,17 @@ def resize_bias_table(table, resolution):
     grid = table.astype("float64").reshape(heads, side, side)
     grid = _resize_axis(_resize_axis(grid, 1, resolution[0]), 2, resolution[1])
     return grid.reshape(heads, -1).astype(table.dtype)
+
+
+def bicubic_matrix(in_size, out_size):
+    """The (out_size, in_size) matrix of PyTorch's bicubic resize along one axis.
+
+    `matrix @ values` resizes `values` (in_size, ...) to out_size entries exactly as
+    `torch.nn.functional.interpolate(mode="bicubic", align_corners=False)` does on that axis;
+    the detection backbone uses it to resize its expanded attention bias to the token grid.
+
+    Example:
+        >>> bicubic_matrix(4, 4).tolist() == np.eye(4).tolist()
+        True
+    """
+    return _resize_axis(np.eye(in_size), 0, out_size)
