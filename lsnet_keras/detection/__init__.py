@@ -8,9 +8,10 @@ Example:
 """
 
 from lsnet_keras.detection.anchors import RETINANET, AnchorSettings, level_anchors
-from lsnet_keras.detection.postprocess import Detections, TestSettings, postprocess
+from lsnet_keras.detection.postprocess import MMDET_TEST, Detections, TestSettings, postprocess
 
 __all__ = [
+    "MMDET_TEST",
     "RETINANET",
     "AnchorSettings",
     "Detections",

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lsnet_keras.detection.anchors import RETINANET, AnchorSettings, level_anchors
+from lsnet_keras.detection.anchors import RETINANET, level_anchors
 
 # DeltaXYWHBBoxCoder's wh_ratio_clip = 16 / 1000.
 MAX_LOG_RATIO = float(np.abs(np.log(16 / 1000)))
@@ -32,6 +32,10 @@ class TestSettings(NamedTuple):
     nms_pre: int = 1000
     iou_threshold: float = 0.5
     max_detections: int = 100
+
+
+# The released configs' test_cfg.
+MMDET_TEST = TestSettings()
 
 
 class Detections(NamedTuple):
@@ -131,7 +135,7 @@ def postprocess(
     cls_scores,
     bbox_preds,
     image_size,
-    settings=TestSettings(),
+    settings=MMDET_TEST,
     anchors=RETINANET,
     strides=None,
 ):

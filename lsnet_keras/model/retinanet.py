@@ -19,7 +19,7 @@ import numpy as np
 
 from lsnet_keras.config import DEFAULT_KEY_DIM, VARIANTS
 from lsnet_keras.detection.anchors import RETINANET
-from lsnet_keras.detection.postprocess import TestSettings, postprocess
+from lsnet_keras.detection.postprocess import MMDET_TEST, postprocess
 from lsnet_keras.model.fpn import LSNetFPN
 from lsnet_keras.model.lsnet import LSNet, _image_shape
 from lsnet_keras.model.retina_head import RetinaHead
@@ -164,7 +164,7 @@ class LSNetRetinaNet(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
-    def detect(self, images, settings=TestSettings(), image_sizes=None):
+    def detect(self, images, settings=MMDET_TEST, image_sizes=None):
         """Run the network and MMDetection's post-processing: one `Detections` per image.
 
         `images` are normalized (batch, H, W, 3) inputs; `image_sizes` the unpadded (h, w)
