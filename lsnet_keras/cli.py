@@ -26,8 +26,9 @@ def _convert(args):
         use_ema=args.ema,
     )
     form = "deployment" if args.deploy else "training"
+    height, width = model.input_shape[1:3]
     print(
-        f"wrote {args.output}: {model.name} ({form} form), input {model.image_shape}, "
+        f"wrote {args.output}: {model.name} ({form} form), input {height}x{width}, "
         f"{model.count_params():,} parameters"
     )
 
@@ -178,8 +179,8 @@ def build_parser():
 
     Example:
         >>> args = ["convert", "--checkpoint", "a.pth", "--output", "a.keras"]
-        >>> build_parser().parse_args(args).img_size
-        224
+        >>> build_parser().parse_args(args + ["--img-size", "320"]).img_size
+        (320, 320)
     """
     parser = options.ArgumentParser(prog="lsnet", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -198,9 +199,11 @@ def build_parser():
     )
     convert.add_argument(
         "--img-size",
-        type=options.IMAGE_SIZE,
-        default=224,
-        help="input size to build for (attention biases are resized); default 224",
+        nargs="+",
+        action=options.ImageSize,
+        metavar="SIZE",
+        help="input size to build for, SIZE or HEIGHT WIDTH (attention biases are resized); "
+        "default 224 for classifiers, 640 640 for detectors (multiples of 32, up to 1344)",
     )
     convert.add_argument(
         "--deploy", action="store_true", help="save the reparameterized (inference) form"

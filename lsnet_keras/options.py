@@ -86,6 +86,27 @@ PROBABILITY = float_range(0.0, 1.0)
 NON_NEGATIVE = float_range(0.0)
 
 
+# Dense models (detector, segmenter) up to MMDetection's long side, multiples of 32.
+DENSE_SIZE_RANGE = (32, 1344)
+
+
+class ImageSize(argparse.Action):
+    """`--img-size N` (square) or `--img-size H W`: stored as an (H, W) tuple.
+
+    Example:
+        >>> parser = ArgumentParser(prog="demo")
+        >>> _ = parser.add_argument("--img-size", nargs="+", action=ImageSize)
+        >>> parser.parse_args(["--img-size", "256", "384"]).img_size
+        (256, 384)
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) > 2:
+            parser.error(f"{option_string}: one value (square) or two (height width), got {values}")
+        sides = [int_range(*DENSE_SIZE_RANGE)(value) for value in values]
+        setattr(namespace, self.dest, (sides[0], sides[-1]))
+
+
 def variant(text):
     """An argparse type: a released variant name (lsnet_t, lsnet_s, lsnet_b, + _distill).
 

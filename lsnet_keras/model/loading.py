@@ -15,26 +15,48 @@ from lsnet_keras.errors import LSNetError
 from lsnet_keras.io import atomic_path, check_outputs, require_file
 from lsnet_keras.model.lsnet import LSNet, build_variant
 from lsnet_keras.model.reparam import reparameterize
+from lsnet_keras.model.retinanet import (
+    DEFAULT_DENSE_SIZE,
+    DENSE_ATTENTION_TABLE,
+    LSNetRetinaNet,
+    dense_image_shape,
+)
 from lsnet_keras.model.serialization import PACKAGE
 from lsnet_keras.weights.checkpoint import CheckpointError
 from lsnet_keras.weights.hub import read_weights
-from lsnet_keras.weights.mapping import describe_state_dict, guess_variant, load_weights
+from lsnet_keras.weights.mapping import (
+    KIND_KEYS,
+    backbone_state,
+    checkpoint_kind,
+    describe_state_dict,
+    guess_variant,
+    load_weights,
+)
+
+DEFAULT_CLASSIFIER_SIZE = 224
+RETINANET_KIND, MASK_RCNN_KIND, SEGMENTER_KIND = (kind for _, kind in KIND_KEYS[:3])
 
 
-def model_from_checkpoint(checkpoint, variant=None, input_shape=224, use_ema=False):
+def model_from_checkpoint(checkpoint, variant=None, input_shape=None, use_ema=False):
     """Build the model a checkpoint was made for and load it.
 
     `checkpoint`: a path, "imagenet" (needs `variant`) or an `hf://owner/repo[/file]` handle.
     `variant` (lsnet_t, lsnet_s, lsnet_b, optionally `_distill`) is recognized from the
     checkpoint when omitted; a checkpoint of another architecture builds a general LSNet.
     The number of classes is taken from the checkpoint's head. `use_ema` takes a training
-    checkpoint's `model_ema` instead of its `model`.
+    checkpoint's `model_ema` instead of its `model`. An MMDetection RetinaNet checkpoint builds
+    the detector, a Mask R-CNN one its backbone (features at strides 8-64; no LiteRT builtin
+    does RoIAlign). `input_shape`: default 224 for classifiers, 640x640 for detectors.
 
     Example:
         >>> model_from_checkpoint("../shared/reference/tiny_128.safetensors", input_shape=128).name
         'lsnet'
     """
     state, checkpoint = read_weights(checkpoint, variant, use_ema)
+    kind = checkpoint_kind(state)
+    if kind in (RETINANET_KIND, MASK_RCNN_KIND, SEGMENTER_KIND):
+        return _dense_from_state(state, checkpoint, kind, variant, input_shape)
+    input_shape = input_shape or DEFAULT_CLASSIFIER_SIZE
     found = describe_state_dict(state)
     if found["num_classes"] is None:
         raise CheckpointError(f"{checkpoint}: no classifier (head.l.weight) in the checkpoint")
@@ -59,6 +81,49 @@ def model_from_checkpoint(checkpoint, variant=None, input_shape=224, use_ema=Fal
             distillation=found["distillation"],
             **head,
         )
+    load_weights(model, state, source=checkpoint)
+    return model
+
+
+def _dense_from_state(state, checkpoint, kind, variant, input_shape):
+    """The detector (or Mask R-CNN backbone) of an MMDetection state_dict, loaded."""
+    if kind == SEGMENTER_KIND:
+        raise CheckpointError(
+            f"{checkpoint}: this is {kind} checkpoint; segmenters are not supported yet "
+            "(detectors and classifiers are)"
+        )
+    try:
+        image_shape = dense_image_shape(input_shape or DEFAULT_DENSE_SIZE)
+    except ValueError as err:
+        raise CheckpointError(f"{checkpoint}: {err}") from None
+    backbone = backbone_state(state)
+    looks_like = guess_variant(backbone)
+    if variant and looks_like and looks_like != variant:
+        raise CheckpointError(f"{checkpoint}: it looks like a {looks_like} backbone, not {variant}")
+    found = describe_state_dict(backbone)
+    if None in found["embed_dim"]:
+        raise CheckpointError(f"{checkpoint}: no LSNet backbone (backbone.* stages not found)")
+    heads = found["num_heads"][3] or 4
+    arch = {
+        "embed_dim": found["embed_dim"],
+        "depth": found["depth"],
+        "num_heads": tuple(h or heads for h in found["num_heads"]),
+    }
+    name = looks_like or "lsnet"
+    if kind == MASK_RCNN_KIND:  # its RoI heads are out of scope: the backbone alone
+        model = LSNet(
+            **arch,
+            input_shape=image_shape,
+            features_only=True,
+            attention_table=DENSE_ATTENTION_TABLE,
+            name=f"{name}_maskrcnn_backbone",
+        )
+        load_weights(model, backbone, source=checkpoint)
+        return model
+    classes = state["bbox_head.retina_cls.weight"].shape[0] // 9
+    model = LSNetRetinaNet(
+        **arch, num_classes=classes, input_shape=image_shape, name=f"{name}_retinanet"
+    )
     load_weights(model, state, source=checkpoint)
     return model
 
@@ -106,7 +171,7 @@ def load_keras_model(path, lsnet_only=True):
 
 
 def convert_checkpoint(
-    checkpoint, output, variant=None, input_shape=224, deploy=False, overwrite=False, use_ema=False
+    checkpoint, output, variant=None, input_shape=None, deploy=False, overwrite=False, use_ema=False
 ):
     """Write a `.keras` file from an official checkpoint, atomically; returns the model.
 

@@ -99,6 +99,27 @@ def _fuse_head(model, deployed):
     _assign(deployed.get_layer("head").linear, kernel, bias)
 
 
+def _target_config(model, target, **changes):
+    config = model.get_config()
+    config.update(
+        attention_formulation=TARGET_ATTENTION[target],
+        fp16_safe=TARGET_FP16_SAFE[target],
+        **changes,
+    )
+    return config
+
+
+def _reparameterize_dense(model, target):
+    """A detector / segmenter: its backbone reparameterized, its neck and head copied."""
+    deployed = type(model).from_config(_target_config(model, target, deploy=True))
+    fused = reparameterize(model.backbone, target)
+    deployed.backbone.set_weights(fused.get_weights())
+    for prefix, part in model.parts().items():
+        if part is not model.backbone:
+            deployed.parts()[prefix].set_weights(part.get_weights())
+    return deployed
+
+
 def with_target_layout(model, target):
     """The same model (same weights) laid out for `target`: cpu, gpu or edgetpu.
 
@@ -114,9 +135,7 @@ def with_target_layout(model, target):
     }
     if all(getattr(model, key) == value for key, value in layout.items()):
         return model
-    config = model.get_config()
-    config.update(layout)
-    laid_out = LSNet.from_config(config)
+    laid_out = type(model).from_config(_target_config(model, target))
     laid_out.set_weights(model.get_weights())
     return laid_out
 
@@ -125,6 +144,7 @@ def reparameterize(model, target="cpu"):
     """Return the deployment form of a training-form LSNet, with the same outputs.
 
     `target` (cpu, gpu, edgetpu) picks the graph layout the deployed model computes with.
+    A detector's backbone is reparameterized and its neck and head (plain convolutions) copied.
 
     Example:
         >>> import numpy as np, lsnet_keras
@@ -136,14 +156,9 @@ def reparameterize(model, target="cpu"):
     """
     if model.deploy:
         raise ValueError(f"{model.name} is already reparameterized (deploy=True)")
-    config = model.get_config()
-    config.update(
-        deploy=True,
-        distillation=False,
-        attention_formulation=TARGET_ATTENTION[target],
-        fp16_safe=TARGET_FP16_SAFE[target],
-    )
-    deployed = LSNet.from_config(config)
+    if hasattr(model, "parts"):
+        return _reparameterize_dense(model, target)
+    deployed = LSNet.from_config(_target_config(model, target, deploy=True, distillation=False))
     for name, prefix in model.official_prefixes.items():
         source = model.get_layer(name)
         if prefix.startswith("head"):

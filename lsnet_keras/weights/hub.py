@@ -78,7 +78,7 @@ def official_handle(variant, release="imagenet"):
     if variant not in files:
         known = ", ".join(files)
         raise HubError(
-            f"weights='{release}' is for the released models ({known}), not "
+            f"weights='{release}' is for the released variants ({known}), not "
             f"{variant or 'a custom LSNet'}; name the variant, or pass a path or hf:// handle"
         )
     return f"{HF_PREFIX}{OFFICIAL_REPO}/{files[variant]}"

@@ -310,7 +310,6 @@ def _check_kind(model, state, path):
 
 
 def _check_keys(model, table, state, path):
-    _check_kind(model, state, path)
     missing = [key for key in table if key not in state]
     unexpected = [key for key in state if key not in table]
     mismatched = []
@@ -372,6 +371,7 @@ def load_weights(model, checkpoint, source=None, use_ema=False):
         state, path = checkpoint, source or "state_dict"
     else:
         state, path = read_weights(checkpoint, model.name, use_ema)
+    _check_kind(model, state, path)
     table = checkpoint_table(model)
     if "head.l.weight" not in table:  # a backbone (features_only / include_top=False)
         state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
