@@ -123,14 +123,18 @@ def _with_metadata(model, model_bytes, precision, target, labels, include_prepro
         )
 
 
-def check_mobile_graph(model_bytes, source="model"):
+def check_mobile_graph(model_bytes, source="model", allowed_custom=()):
     """Raise ExportError unless the graph has builtin ops only and no tensor above 4-D.
+
+    `allowed_custom` names custom ops every runtime registers by default (a detector's
+    `TFLite_Detection_PostProcess`).
 
     Example:
         >>> check_mobile_graph(export_tflite(lsnet_keras.lsnet_t(input_shape=64)))  # doctest: +SKIP
     """
     graph = read_graph(model_bytes, source)
-    custom = sorted({op.name for op in graph.operators if op.name.startswith("CUSTOM")})
+    allowed = {f"CUSTOM:{name}" for name in allowed_custom}
+    custom = sorted({op.name for op in graph.operators if op.name.startswith("CUSTOM")} - allowed)
     if custom:
         raise ExportError(f"{source}: non-builtin ops {custom} (Flex/custom ops do not run)")
     if graph.max_rank() > 4:

@@ -17,7 +17,7 @@ Example:
 import keras
 import numpy as np
 
-from lsnet_keras.config import DEFAULT_KEY_DIM, VARIANTS
+from lsnet_keras.config import DEFAULT_KEY_DIM, VARIANTS, conv_output_size, stage_resolutions
 from lsnet_keras.detection.anchors import RETINANET
 from lsnet_keras.detection.postprocess import MMDET_TEST, postprocess
 from lsnet_keras.model.fpn import LSNetFPN
@@ -70,8 +70,8 @@ class LSNetRetinaNet(keras.Model):
     Example:
         >>> model = LSNetRetinaNet((32, 64, 96, 128), (1, 1, 1, 1), (2, 2, 2, 2),
         ...                        num_classes=3, input_shape=64)
-        >>> sorted(model.output_shape)[:2]
-        ['bbox_pred_0', 'bbox_pred_1']
+        >>> model.level_sizes()
+        [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]
     """
 
     task = "detect"
@@ -141,6 +141,17 @@ class LSNetRetinaNet(keras.Model):
         """
         return {"backbone.": self.backbone, "neck.": self.neck, "bbox_head.": self.head}
 
+    def level_sizes(self):
+        """(h, w) of the five output levels (strides 8 to 128, sizes rounded up).
+
+        Example:
+            >>> lsnet_t_retinanet(input_shape=(256, 384)).level_sizes()[-1]
+            (2, 3)
+        """
+        sizes = stage_resolutions(self.image_shape[:2])
+        h, w = sizes[-1]
+        return [*sizes, (conv_output_size(h), conv_output_size(w))]
+
     def architecture(self):
         """The backbone's constructor arguments (see LSNet.architecture)."""
         return self.backbone.architecture()
@@ -202,8 +213,8 @@ def lsnet_t_retinanet(num_classes=80, **kwargs):
     """RetinaNet-LSNet-T (COCO box AP 34.2). Keyword arguments are LSNetRetinaNet's.
 
     Example:
-        >>> lsnet_t_retinanet(input_shape=(256, 384)).output_shape["cls_score_0"]
-        (None, 32, 48, 720)
+        >>> lsnet_t_retinanet(input_shape=(256, 384)).level_sizes()[0]
+        (32, 48)
     """
     return _variant("lsnet_t", num_classes, **kwargs)
 
