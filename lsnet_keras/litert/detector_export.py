@@ -1,7 +1,8 @@
 """RetinaNet-LSNet -> `.tflite` ending in TFLite's standard detection post-processing.
 
-The graph takes uint8 RGB pixels (1, H, W, 3) and normalizes them inside (MMDetection's mean and
-std: MediaPipe refuses per-channel normalization metadata), runs the deployed network, and
+The graph takes RGB pixels (1, H, W, 3), uint8 for int8 models and float32 0..255 for the others
+(no CAST, which XNNPACK does not take), and normalizes them inside (MMDetection's mean and std:
+MediaPipe refuses per-channel normalization metadata), runs the deployed network, and
 hands its outputs to `TFLite_Detection_PostProcess`, the one custom op that LiteRT,
 tflite-runtime and MediaPipe register by default (as in every SSD model MediaPipe ships):
 
@@ -85,7 +86,8 @@ def _postprocess_signature(num_classes, settings):
 
 
 def _network_function(model, pixel_dtype):
-    """Frozen (uint8 or float pixels) -> (box encodings, class scores), batch 1."""
+    """Frozen pixels (uint8 for int8 models, else float32 0..255) -> (box encodings, class
+    scores), batch 1."""
     height, width = model.image_shape[:2]
     mean = tf.constant(MMDET_MEAN, tf.float32)
     inv_std = tf.constant(1.0 / np.array(MMDET_STD, "float32"))
@@ -99,8 +101,13 @@ def _network_function(model, pixel_dtype):
             deltas.append(tf.reshape(outputs[f"bbox_pred_{level}"], (1, -1, 4)))
         scores = tf.sigmoid(tf.concat(logits, axis=1))
         deltas = tf.concat(deltas, axis=1)
-        log_ratio = tf.clip_by_value(deltas[..., 2:], -MAX_LOG_RATIO, MAX_LOG_RATIO)
-        encodings = tf.concat([deltas[..., 1::-1], log_ratio[..., ::-1]], axis=-1)
+        with tf.name_scope("box_encodings"):  # kept float in int8 (xnnpack.FLOAT_SCOPES)
+            dx, dy, dw, dh = (deltas[..., k : k + 1] for k in range(4))
+
+            def clamp(log_ratio):
+                return tf.clip_by_value(log_ratio, -MAX_LOG_RATIO, MAX_LOG_RATIO)
+
+            encodings = tf.concat([dy, dx, clamp(dh), clamp(dw)], axis=-1)
         return encodings, scores
 
     spec = tf.TensorSpec((1, height, width, 3), pixel_dtype, name="image")
@@ -171,7 +178,7 @@ def export_detector(
     if target == "edgetpu" and precision != "int8":
         raise ExportError("--target edgetpu runs only full-integer models: use --precision int8")
     model = with_target_layout(model, target) if model.deploy else reparameterize(model, target)
-    pixel_dtype = tf.float32 if precision == "int8" else tf.uint8
+    pixel_dtype = tf.float32  # int8: quantized to a uint8 input holding the pixels as they are
     with tempfile.TemporaryDirectory(prefix="lsnet-detector-") as folder:
         _saved_detector(model, pixel_dtype, settings, folder)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)

@@ -92,7 +92,7 @@ def _metadata_flatbuffer(name, description, labels_file, image_shape):
         b,
         [
             (0, text("image")),
-            (1, text(f"Image {height}x{width}, uint8 RGB pixels 0..255, normalized inside.")),
+            (1, text(f"Image {height}x{width}, RGB pixels 0..255, normalized inside.")),
             (3, image_content),
             (4, _vector(b, [unit])),
             (5, stats),
@@ -177,8 +177,8 @@ def add_detector_metadata(
     image = graph.tensors[graph.inputs[0]]
     if len(graph.inputs) != 1 or len(image.shape) != 4 or image.shape[3] != 3:
         raise MetadataError(f"a detector takes one (1, H, W, 3) image, got {list(image.shape)}")
-    if image.type != schema.TensorType.UINT8:
-        raise MetadataError("a detector for MediaPipe takes uint8 pixels (normalized inside)")
+    if image.type not in (schema.TensorType.UINT8, schema.TensorType.FLOAT32):
+        raise MetadataError("a detector for MediaPipe takes uint8 or float32 pixels")
     if len(graph.outputs) != 4:  # the op sizes them when it runs: their shapes are not stored
         raise MetadataError(
             f"expected boxes, classes, scores and count outputs, got {len(graph.outputs)}"

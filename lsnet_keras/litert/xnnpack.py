@@ -49,7 +49,11 @@ FEW_CHANNELS = 4
 # with a fused ReLU is named "lkp/Relu;lkp/cv1/conv/BiasAdd;...") are kept float: an LSConv's
 # GroupNorm (LKP's own ops, not its cv1-cv4 convolutions), its SKA and its BatchNorm
 # (`lsnet_keras.model.ska`).
-FLOAT_SCOPES = re.compile(r"(^|/)(lkp(_\d+)?/(?!cv\d)|ska(_\d+)?/|mixer(_\d+)?/bn(_\d+)?/)")
+# A detector's box encodings (reordered, clamped: MINIMUM / MAXIMUM, which XNNPACK takes in
+# float only) feed the float post-processing op anyway.
+FLOAT_SCOPES = re.compile(
+    r"(^|/)(lkp(_\d+)?/(?!cv\d)|ska(_\d+)?/|mixer(_\d+)?/bn(_\d+)?/|box_encodings/)"
+)
 # Every op that float_islands may keep float.
 ISLAND_OPS = frozenset({*FLOAT_ONLY_OPS, *ELEMENTWISE_OPS, *MOVEMENT_OPS, "CONV_2D", "MEAN"})
 

@@ -26,18 +26,19 @@ def upsample_nearest(x, height, width):
 
     Every neck level is `ceil(finer / 2)`: the finer size is 2h, or 2h - 1 when it is odd.
     PyTorch's rule (source = floor(target * h / height)) is then "repeat each row and column
-    twice, drop the last when odd", which a factor-2 resize (the same in every convention)
-    and a crop compute.
+    twice, drop the last when odd". The repeat is a concatenation with itself and a reshape,
+    once per axis (4-D throughout, ops XNNPACK and the GPU delegate take), the drop a crop.
 
     Example:
         >>> x = keras.ops.reshape(keras.ops.arange(3.0), (1, 3, 1, 1))
         >>> keras.ops.reshape(upsample_nearest(x, 5, 1), (-1,)).tolist()
         [0.0, 0.0, 1.0, 1.0, 2.0]
     """
-    h, w = x.shape[1], x.shape[2]
+    _, h, w, channels = x.shape
     if height not in (2 * h, 2 * h - 1) or width not in (2 * w, 2 * w - 1):
         raise ValueError(f"cannot upsample {h}x{w} to {height}x{width} (expected about 2x)")
-    x = ops.image.resize(x, (2 * h, 2 * w), interpolation="nearest")
+    x = ops.reshape(ops.concatenate([x, x], axis=-1), (-1, h, 2 * w, channels))
+    x = ops.reshape(ops.concatenate([x, x], axis=2), (-1, 2 * h, 2 * w, channels))
     if (height, width) != (2 * h, 2 * w):
         x = x[:, :height, :width, :]
     return x
