@@ -66,6 +66,8 @@ def _export(args):
     if args.calibration:
         require_folder(args.calibration, "calibration")
     model = _load_keras_model(args)
+    if getattr(model, "task", None) == "detect":
+        return _export_detector(model, args)
     calibration = None
     if args.android_assets:
         from lsnet_keras.litert.android import write_android_assets
@@ -101,6 +103,114 @@ def _export(args):
         f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB, {args.precision}, "
         f"target {args.target})"
     )
+
+
+def _export_detector(model, args):
+    from lsnet_keras.detection.letterbox import letterbox
+    from lsnet_keras.litert.calibration import folder_images
+    from lsnet_keras.litert.detector_export import export_detector
+
+    if args.android_assets or args.io != "float32" or args.include_preprocessing:
+        raise LSNetError(
+            f"{model.name} is a detector: --android-assets, --io and --include-preprocessing "
+            "are for classifiers (a detector always takes RGB pixels, normalized inside)"
+        )
+    if not args.output:
+        raise LSNetError("give --output FILE.tflite")
+    calibration = None
+    if args.precision == "int8" and args.calibration:
+        height, width = model.image_shape[:2]
+        calibration = folder_images(
+            args.calibration, fit=lambda image: letterbox(image, height, width).pixels
+        )
+        print(f"calibrating on {len(calibration)} images from {args.calibration} (letterboxed)")
+    elif args.precision == "int8":
+        print("calibrating on the built-in generated set (pass --calibration DIR for real images)")
+    export_detector(
+        model,
+        args.output,
+        precision=args.precision,
+        target=args.target,
+        calibration=calibration,
+        overwrite=args.force,
+    )
+    print(
+        f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB, {args.precision}, "
+        f"target {args.target}; ends in TFLite_Detection_PostProcess, MediaPipe metadata)"
+    )
+
+
+def _detect(args):
+    import json
+
+    from lsnet_keras.detection.draw import draw_detections
+    from lsnet_keras.detection.run import detect_file, open_detector
+    from lsnet_keras.io import atomic_path, check_outputs
+    from lsnet_keras.preprocess import load_image
+
+    pictures = _picture_paths(args.output, args.images)
+    check_outputs([p for p in [args.json, *pictures.values()] if p], args.force)
+    for image_path in args.images:
+        load_image(image_path)  # every image readable before the slow part
+    if args.model.endswith(".keras"):  # TensorFlow only for Keras models
+        with interrupts_held():
+            import keras  # noqa: F401
+    detector = open_detector(args.model, num_threads=args.threads)
+    records = []
+    for image_path in args.images:
+        image, record = detect_file(detector, image_path, args.score_threshold)
+        records.append(record)
+        print(f"{image_path}: {len(record['detections'])} detections >= {args.score_threshold}")
+        for found in record["detections"][:10]:
+            box = ", ".join(f"{v:.0f}" for v in found["box"])
+            print(f"  {found['score']:.3f}  {found['name']:<16} [{box}]")
+        if image_path in pictures:
+            names = [found["name"] for found in record["detections"]]
+            picture = draw_detections(
+                image,
+                [found["box"] for found in record["detections"]],
+                [found["score"] for found in record["detections"]],
+                names,
+                [found["label"] for found in record["detections"]],
+            )
+            with atomic_path(pictures[image_path], overwrite=args.force) as tmp:
+                picture.save(tmp, format=_picture_format(pictures[image_path]))
+            print(f"  drawn in {pictures[image_path]}")
+    if args.json:
+        with atomic_path(args.json, overwrite=args.force) as tmp, open(tmp, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"wrote {args.json}")
+
+
+# Picture formats by file extension (Pillow's names).
+PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def _picture_format(path):
+    return PICTURE_FORMATS[os.path.splitext(str(path))[1].lower()]
+
+
+def _picture_paths(output, images):
+    """{image: picture path}: `output` is the file for one image, a folder for several."""
+    if output is None:
+        return {}
+    if len(images) == 1 and not os.path.isdir(output):
+        if os.path.splitext(output)[1].lower() not in PICTURE_FORMATS:
+            raise LSNetError(
+                f"--output {output}: a picture file ({', '.join(PICTURE_FORMATS)}) for one "
+                "image, or a folder"
+            )
+        return {images[0]: output}
+    if not os.path.isdir(output):
+        raise LSNetError(f"--output {output}: not a folder (several images are drawn into one)")
+    paths = {}
+    for image in images:
+        stem = os.path.splitext(os.path.basename(image))[0]
+        path = os.path.join(output, f"{stem}_detections.png")
+        if path in paths.values():
+            raise LSNetError(f"--output: two images would be drawn to {path}; rename one")
+        paths[image] = path
+    return paths
 
 
 def _predict(args):
@@ -253,6 +363,25 @@ def build_parser():
     predict.add_argument("--delegate", choices=["edgetpu"], help="load libedgetpu (Coral)")
     predict.add_argument("--labels", help="labels file, one per line (default: the model's)")
     predict.set_defaults(run=_predict)
+
+    detect = commands.add_parser(
+        "detect", help="boxes, scores and names of a .keras / .tflite detector, drawn or JSON"
+    )
+    detect.add_argument("model", help="a detector: .keras (lsnet convert) or .tflite (export)")
+    detect.add_argument("images", nargs="+", help="image files, any size (letterboxed)")
+    detect.add_argument(
+        "--score-threshold",
+        type=options.PROBABILITY,
+        default=0.3,
+        help="keep detections scoring at least this; default 0.3 (0.05 is MMDetection's)",
+    )
+    detect.add_argument("--json", type=options.output_file(".json"), help="write detections here")
+    detect.add_argument(
+        "--output", help="draw the detections: a picture file for one image, a folder for several"
+    )
+    detect.add_argument("--threads", type=options.THREADS, default=None)
+    detect.add_argument("--force", action="store_true", help="replace existing outputs")
+    detect.set_defaults(run=_detect)
 
     golden = commands.add_parser(
         "android-golden", help="golden files for the Android core's cross-language test"

@@ -12,6 +12,9 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# MMDetection / MMSegmentation's img_norm_cfg of the released dense configs (RGB, 0-255 pixels).
+MMDET_MEAN = (123.675, 116.28, 103.53)
+MMDET_STD = (58.395, 57.12, 57.375)
 DEFAULT_KEY_DIM = (16, 16, 16, 16)
 # Export choices: numeric precision, the hardware the graph is laid out for, int8 model I/O.
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")

@@ -40,8 +40,11 @@ def builtin_images(count=32, size=224, seed=0):
     return np.stack(images)
 
 
-def folder_images(folder, size=224, limit=100):
+def folder_images(folder, size=224, limit=100, fit=None):
     """Up to `limit` images found under `folder` (recursively), official resize + crop, uint8.
+
+    `fit` replaces the resize and crop: a function of a PIL image returning (H, W, 3) pixels
+    (a detector's letterbox).
 
     Example:
         >>> folder_images("/nonexistent")
@@ -57,4 +60,5 @@ def folder_images(folder, size=224, limit=100):
     ]
     if not paths:
         raise LSNetError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder")
-    return np.stack([np.asarray(eval_crop(load_image(p), size)) for p in paths[:limit]])
+    fit = fit or (lambda image: np.asarray(eval_crop(image, size)))
+    return np.stack([np.asarray(fit(load_image(p))) for p in paths[:limit]]).astype("uint8")

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from lsnet_keras.config import PRECISIONS, TARGETS
+from lsnet_keras.config import MMDET_MEAN, MMDET_STD, PRECISIONS, TARGETS
 from lsnet_keras.detection.anchors import RETINANET, level_anchors
 from lsnet_keras.detection.coco import class_names
 from lsnet_keras.detection.postprocess import MAX_LOG_RATIO, MMDET_TEST
@@ -41,7 +41,6 @@ from lsnet_keras.litert.calibration import builtin_images
 from lsnet_keras.litert.detector_metadata import add_detector_metadata, put_detections_last
 from lsnet_keras.litert.export import ExportError, check_mobile_graph, convert_for_cpu
 from lsnet_keras.model.reparam import reparameterize, with_target_layout
-from lsnet_keras.model.retinanet import MMDET_MEAN, MMDET_STD
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 

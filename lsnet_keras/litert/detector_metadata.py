@@ -40,6 +40,8 @@ BOUNDARIES, RATIO = 1, 0  # BoundingBoxType, CoordinateType
 BOX_INDEX = (1, 0, 3, 2)
 OUTPUT_NAMES = ("location", "category", "score", "number of detections")
 POSTPROCESS_CODE = b"TFLite_Detection_PostProcess"
+# Labels files larger than this are not read (a few thousand names take a few KB).
+MAX_LABELS_BYTES = 1 << 20
 
 
 def _unpack(tflite_bytes):
@@ -192,3 +194,20 @@ def add_detector_metadata(
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(labels_file, "\n".join(labels) + "\n")
     return out.getvalue()
+
+
+def packed_labels(path, labels_file="labels.txt"):
+    """The class names packed in a `.tflite` file by `add_detector_metadata`, or None.
+
+    Example:
+        >>> packed_labels("no_metadata.tflite") is None  # doctest: +SKIP
+        True
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(labels_file)
+            if info.file_size > MAX_LABELS_BYTES:
+                return None
+            return archive.read(info).decode("utf-8").splitlines()
+    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError):
+        return None

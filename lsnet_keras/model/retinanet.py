@@ -31,9 +31,6 @@ DENSE_ATTENTION_TABLE = 14
 SIZE_MULTIPLE = 32
 MAX_SIDE = 1344
 DEFAULT_DENSE_SIZE = (640, 640)
-# MMDetection's img_norm_cfg (RGB, 0-255) of the released detection and segmentation configs.
-MMDET_MEAN = (123.675, 116.28, 103.53)
-MMDET_STD = (58.395, 57.12, 57.375)
 
 
 def dense_image_shape(input_shape):
