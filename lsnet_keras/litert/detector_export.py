@@ -156,6 +156,7 @@ def export_detector(
     calibration=None,
     labels=None,
     settings=MMDET_TEST,
+    network_only=False,
     overwrite=False,
 ):
     """Convert a RetinaNet-LSNet to a `.tflite` detector MediaPipe's ObjectDetector runs as is.
@@ -168,6 +169,10 @@ def export_detector(
             built-in generated set (real images from the target domain calibrate better).
         labels: class names (default COCO's 80, else "class i").
         settings: the post-processing's thresholds (default MMDetection's test_cfg).
+        network_only: stop before the post-processing op: outputs box encodings (1, N, 4:
+            dy, dx, dh, dw, clamped) and class scores (1, N, classes) for the anchors of
+            `normalized_anchors`, no metadata (for one's own NMS; and the graph the GPU and
+            Edge TPU checks hold to the classifier's rules).
 
     Example:
         >>> data = export_detector(model, precision="int8")  # doctest: +SKIP
@@ -179,8 +184,12 @@ def export_detector(
     model = with_target_layout(model, target) if model.deploy else reparameterize(model, target)
     pixel_dtype = tf.float32  # int8: quantized to a uint8 input holding the pixels as they are
     with tempfile.TemporaryDirectory(prefix="lsnet-detector-") as folder:
-        _saved_detector(model, pixel_dtype, settings, folder)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if network_only:
+            network, _ = _network_function(model, pixel_dtype)
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([network])
+        else:
+            _saved_detector(model, pixel_dtype, settings, folder)
+            converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         converter.allow_custom_ops = True  # the post-processing op only (checked below)
         if precision == "fp16":
@@ -198,6 +207,9 @@ def export_detector(
                 model_bytes = convert_for_cpu(converter, precision)
             else:
                 model_bytes = converter.convert()
+    if network_only:
+        check_mobile_graph(model_bytes, f"{model.name} ({precision}, network only)")
+        return _written(model_bytes, output, overwrite)
     model_bytes = put_detections_last(model_bytes)
     check_mobile_graph(model_bytes, f"{model.name} ({precision})", allowed_custom=(POSTPROCESS_OP,))
     names = class_names(model.num_classes) if labels is None else list(labels)
@@ -209,6 +221,10 @@ def export_detector(
         description=f"RetinaNet-LSNet object detector, {width}x{height}, {len(names)} classes, "
         f"exported by lsnet-keras for {target}.",
     )
+    return _written(model_bytes, output, overwrite)
+
+
+def _written(model_bytes, output, overwrite):
     if output is not None:
         with atomic_path(output, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
             f.write(model_bytes)

@@ -44,7 +44,9 @@ class Attention(keras.layers.Layer):
     `table_resolution` (the detection form, as the official detection and segmentation code):
     the bias table is built for a fixed (h, w) grid (14x14 there) whatever the input, and its
     expanded (heads, N0, N0) bias is resized bicubically (PyTorch's rule, align_corners False)
-    to the real (heads, N, N) on every call; at a fixed input size that is a constant.
+    to the real (heads, N, N) on every call; at a fixed input size that is a constant, which
+    the deploy form stores as is (`expanded_biases`, (heads, N, N): the TFLite quantizer leaves
+    a resize of constants in the graph, as BATCH_MATMUL and FULLY_CONNECTED ops).
 
     Example:
         >>> Attention(64, 16, 2, resolution=(4, 4))(keras.ops.zeros((1, 4, 4, 64))).shape
@@ -94,6 +96,7 @@ class Attention(keras.layers.Layer):
         self.bias_index = attention_bias_index(grid)
         # (N, N0): resizes one axis of the expanded table to the real token count N.
         self.bias_resize = None
+        self.stores_expanded = deploy and self.table_resolution is not None
         if self.table_resolution is not None:
             tokens = self.resolution[0] * self.resolution[1]
             self.bias_resize = bicubic_matrix(self.table_size, tokens)
@@ -103,6 +106,12 @@ class Attention(keras.layers.Layer):
         self.qkv.build(input_shape)
         self.dw.build((*input_shape[:-1], qk_channels))
         self.proj.build((*input_shape[:-1], self.value_dim * self.num_heads))
+        if self.stores_expanded:
+            tokens = self.resolution[0] * self.resolution[1]
+            self.expanded_biases = self.add_weight(
+                name="expanded_biases", shape=(self.num_heads, tokens, tokens), initializer="zeros"
+            )
+            return
         self.attention_biases = self.add_weight(
             name="attention_biases", shape=(self.num_heads, self.table_size), initializer="zeros"
         )
@@ -134,6 +143,8 @@ class Attention(keras.layers.Layer):
             >>> tuple(layer.expanded_bias().shape)
             (2, 6, 6)
         """
+        if self.stores_expanded:
+            return self.expanded_biases
         table = self.attention_biases
         bias = ops.take(table, self.bias_index, axis=1)
         if self.bias_resize is None:

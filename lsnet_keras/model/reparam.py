@@ -79,7 +79,10 @@ def _fuse_block(source, target):
     else:
         for name in ("qkv", "dw", "proj"):
             _fold_conv_bn(getattr(source.mixer, name), getattr(target.mixer, name))
-        target.mixer.attention_biases.assign(np.array(source.mixer.attention_biases))
+        if target.mixer.stores_expanded:  # the detection form: its resize done once here
+            target.mixer.expanded_biases.assign(np.array(source.mixer.expanded_bias()))
+        else:
+            target.mixer.attention_biases.assign(np.array(source.mixer.attention_biases))
     _fold_conv_bn(source.ffn.pw1, target.ffn.pw1)
     _fold_conv_bn(source.ffn.pw2, target.ffn.pw2)
 
