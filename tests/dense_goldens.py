@@ -40,12 +40,12 @@ def retinanet_case(size):
     }
 
 
-def match_detections(found, boxes, scores, labels):
+def match_detections(found, boxes, scores, labels, within=1.0):
     """For each expected detection, the worst (score, box) difference to its match in `found`:
     the box of the same label nearest in coordinates (NMS leaves no two overlapping boxes of a
     label; boxes clipped to zero area overlap nothing, so IoU cannot match those). Returns
-    (unmatched count, max score diff, max box diff in pixels); a match more than 1 px away
-    counts as unmatched.
+    (unmatched count, max score diff, max box diff in pixels); a match more than `within` px
+    away counts as unmatched.
 
     Scores of the goldens are densely packed (neighbours 6e-6 apart): detections are compared
     by matching, not by rank.
@@ -54,7 +54,7 @@ def match_detections(found, boxes, scores, labels):
     for box, score, label in zip(boxes, scores, labels):
         same = np.nonzero(found.labels == label)[0]
         distances = np.abs(found.boxes[same] - box).max(axis=1) if len(same) else np.array([])
-        if len(same) == 0 or distances.min() > 1.0:
+        if len(same) == 0 or distances.min() > within:
             unmatched += 1
             continue
         best = same[int(np.argmin(distances))]

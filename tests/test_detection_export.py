@@ -152,8 +152,14 @@ def test_mediapipe_object_detector(exported, consumer_python, tmp_path):  # noqa
         boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (d["box"] for d in found)])
         labels = np.array([COCO_NAMES.index(d["category_name"]) for d in found])
         theirs = Detections(boxes.astype("float32"), np.array([d["score"] for d in found]), labels)
-        # each of MediaPipe's detections is one of LiteRT's (int8 scores tie, so not by rank)
+        # each of MediaPipe's detections is one of LiteRT's (int8 scores tie, so not by rank);
+        # MediaPipe's pixel boxes are whole pixels (origin and size rounded down), not clipped;
+        # one passing the top or left edge gets origin 0 and keeps its full size: left out
+        inside = (theirs.boxes[:, 0] > 0) & (theirs.boxes[:, 1] > 0)
+        assert inside.sum() >= 0.8 * len(found)
+        theirs = Detections(*(field[inside] for field in theirs))
+        theirs = theirs._replace(boxes=np.clip(theirs.boxes, 0, 320))
         unmatched, score_diff, box_diff = match_detections(
-            ours, theirs.boxes, theirs.scores, theirs.labels
+            ours, theirs.boxes, theirs.scores, theirs.labels, within=2.0
         )
-        assert unmatched <= 1 and score_diff <= 1e-5 and box_diff <= 1.0
+        assert unmatched == 0 and score_diff <= 1e-5 and box_diff <= 2.0
