@@ -103,7 +103,10 @@ class ImageSize(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         if len(values) > 2:
             parser.error(f"{option_string}: one value (square) or two (height width), got {values}")
-        sides = [int_range(*DENSE_SIZE_RANGE)(value) for value in values]
+        try:
+            sides = [int_range(*DENSE_SIZE_RANGE)(value) for value in values]
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument {option_string}: {err}")
         setattr(namespace, self.dest, (sides[0], sides[-1]))
 
 

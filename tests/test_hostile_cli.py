@@ -48,7 +48,7 @@ CASES = [
     # options, refused where they are parsed
     ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.keras --img-size 0", 2, "--img-size"),
     ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.keras --img-size -5", 2, "got -5"),
-    ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.keras --img-size 100000", 2, "1024"),
+    ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.keras --img-size 100000", 2, "1344"),
     ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.keras --img-size x", 2, "'x'"),
     ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.tflite", 2, "must end in .keras"),
     ("lsnet", "convert --checkpoint {ckpt} --output {out}/a.keras --variant lsnet_x", 2, "lsnet_x"),
