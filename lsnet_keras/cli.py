@@ -9,7 +9,7 @@ import sys
 
 from lsnet_keras import options
 from lsnet_keras.config import IO_TYPES, PRECISIONS, TARGETS
-from lsnet_keras.console import native_logs_silenced, quiet_tensorflow_logging
+from lsnet_keras.console import native_logs_silenced, quiet_tensorflow_logging, show_progress
 from lsnet_keras.errors import LSNetError, interrupts_held, run_command
 
 
@@ -45,7 +45,7 @@ def _load_keras_model(args):
     if not args.variant:
         raise LSNetError("give a MODEL (.keras), --weights, or --variant")
     print(f"note: no --weights: {args.variant} has RANDOM weights (for testing the path only)")
-    return build_variant(args.variant, input_shape=args.img_size)
+    return build_variant(args.variant, input_shape=args.img_size or 224)
 
 
 def _export(args):
@@ -68,6 +68,7 @@ def _export(args):
     model = _load_keras_model(args)
     if getattr(model, "task", None) == "detect":
         return _export_detector(model, args)
+    _square(model.input_shape[1:3])
     calibration = None
     if args.android_assets:
         from lsnet_keras.litert.android import write_android_assets
@@ -247,19 +248,60 @@ def _edgetpu_check(args):
 
 
 def _pipeline(args):
+    if args.task == "detect":
+        return _detect_pipeline(args)
     from lsnet_keras.pipeline import run_pipeline
 
     run_pipeline(
         args.variant,
-        weights=args.weights,
+        weights=args.weights or "imagenet",
         use_ema=args.ema,
         output_dir=args.output_dir,
-        img_size=args.img_size,
+        img_size=_square(args.img_size or (224, 224)),
         calibration_dir=args.calibration,
         threads=tuple(args.threads),
         runs=args.runs,
         overwrite=args.force,
     )
+
+
+def _detect_pipeline(args):
+    from lsnet_keras.detection.pipeline import format_detect_report, run_detect_pipeline
+    from lsnet_keras.io import require_folder
+    from lsnet_keras.model.retinanet import dense_image_shape
+
+    if args.ema or args.variant.endswith("_distill"):
+        raise LSNetError("--task detect: the detectors are lsnet_t, lsnet_s, lsnet_b (no --ema)")
+    try:
+        img_size = dense_image_shape(args.img_size or (640, 640))[:2]
+    except ValueError as err:
+        raise LSNetError(f"--img-size: {err}") from None
+    if args.calibration:
+        require_folder(args.calibration, "calibration")
+    show_progress()
+    report = run_detect_pipeline(
+        args.variant,
+        weights=args.weights or "coco",
+        output_dir=args.output_dir,
+        img_size=img_size,
+        calibration_dir=args.calibration,
+        threads=tuple(args.threads),
+        runs=args.runs,
+        overwrite=args.force,
+    )
+    print(format_detect_report(report))
+    print(f"report written to {args.output_dir}")
+
+
+def _square(img_size):
+    """A classifier's side: classifiers take square inputs (the official center crop)."""
+    height, width = img_size
+    if height != width:
+        raise LSNetError(
+            f"--img-size {height} {width}: classifiers take square inputs (the official center "
+            "crop); give one value"
+        )
+    return height
 
 
 WEIGHTS_HELP = (
@@ -328,7 +370,12 @@ def build_parser():
     )
     _add_weights(export)
     export.add_argument(
-        "--img-size", type=options.IMAGE_SIZE, default=224, help="input size; default 224"
+        "--img-size",
+        nargs="+",
+        action=options.ImageSize,
+        metavar="SIZE",
+        help="input size with --variant/--weights: SIZE or HEIGHT WIDTH; default 224 for "
+        "classifiers, 640 640 for detector checkpoints (a .keras keeps its own)",
     )
     export.add_argument("--precision", choices=PRECISIONS, default="fp32")
     export.add_argument("--target", choices=TARGETS, default="cpu")
@@ -406,10 +453,22 @@ def build_parser():
     )
     _add_weights(
         pipeline,
-        default="imagenet",
-        extra="; default imagenet (random weights when the hub cannot be reached), or random",
+        extra="; default imagenet (classify) or coco (detect), random weights when the hub "
+        "cannot be reached; or random",
     )
-    pipeline.add_argument("--img-size", type=options.IMAGE_SIZE, default=224)
+    pipeline.add_argument(
+        "--task",
+        choices=["classify", "detect"],
+        default="classify",
+        help="classify (default) or detect (the RetinaNet detector)",
+    )
+    pipeline.add_argument(
+        "--img-size",
+        nargs="+",
+        action=options.ImageSize,
+        metavar="SIZE",
+        help="SIZE or HEIGHT WIDTH; default 224 (classify), 640 640 (detect)",
+    )
     pipeline.add_argument("--calibration", help="folder of images for int8 calibration")
     pipeline.add_argument("--output-dir", default="lsnet_out")
     pipeline.add_argument("--threads", type=options.THREADS, nargs="+", default=[1, 2])

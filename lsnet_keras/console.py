@@ -56,3 +56,21 @@ def quiet_tensorflow_logging():
     # At 64 px and below stage 4 is one token: its attention softmax is over one key (exactly 1),
     # which Keras flags as a likely mistake. It is not one here.
     warnings.filterwarnings("ignore", "You are using a softmax over axis -1 .* has size 1")
+
+
+def show_progress(logger_name="lsnet_keras"):
+    """Print the library's INFO progress lines (a long export's steps) on stderr, once.
+
+    Example:
+        >>> show_progress()
+    """
+    import logging
+
+    logger = logging.getLogger(logger_name)
+    if not any(getattr(h, "lsnet_progress", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.lsnet_progress = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # TensorFlow's import gives the root logger a handler too

@@ -11,12 +11,14 @@ import json
 import numpy as np
 import pytest
 from conftest import nhwc, run_model
+from dense_goldens import retinanet_case, retinanet_weights
 from goldens import float32_bound
 from hub_server import LocalHub, closed_port_endpoint
 
 import lsnet_keras
 from lsnet_keras import pipeline
 from lsnet_keras.cli import main
+from lsnet_keras.detection import pipeline as detect_pipeline
 from lsnet_keras.litert.labels import imagenet_labels
 from lsnet_keras.model.loading import model_from_checkpoint
 from lsnet_keras.training.recipe import build_model
@@ -48,6 +50,10 @@ def local_hub(golden):
         OFFICIAL: {
             # released files hold {"model": state_dict}
             "lsnet_t.pth": pth_bytes({"model": tensors(golden("lsnet_t_224")["state_dict"])}),
+            # MMDetection's checkpoint layout
+            "lsnet_t_retinanet.pth": pth_bytes(
+                {"meta": {"mmdet_version": "2.28.2"}, "state_dict": tensors(retinanet_weights())}
+            ),
             "README.md": b"# LSNet\n",
             "broken.pth": b"<html>not a checkpoint</html>" * 40,
         },
@@ -223,3 +229,31 @@ def test_finetune_imagenet_starts_from_the_official_weights(hub, golden):
     ours = export_state_dict(model)
     assert np.array_equal(ours["patch_embed.0.c.weight"], official["patch_embed.0.c.weight"])
     assert ours["head.l.weight"].shape == (10, 384)
+
+
+@pytest.mark.slow
+def test_coco_downloads_the_official_detector(hub):
+    """weights="coco" fetches lsnet_t_retinanet.pth (MMDetection's layout) through the hub code:
+    the detector equals the MMDetection golden of those weights."""
+    case = retinanet_case((256, 384))
+    model = lsnet_keras.lsnet_t_retinanet(input_shape=(256, 384), weights="coco")
+    found = model(case["input"])
+    for level in range(5):
+        expected = case["cls_scores"][level]
+        assert (
+            np.abs(np.asarray(found[f"cls_score_{level}"]) - expected).max()
+            <= 1e-5 * np.abs(expected).max()
+        )
+    assert [r[1] for r in hub.requests if r[0] == "cdn"] == ["GET"]
+    with pytest.raises(CheckpointError, match="RetinaNet|detector|detection"):
+        lsnet_keras.lsnet_t(weights="hf://jameslahm/lsnet/lsnet_t_retinanet.pth")
+
+
+def test_detect_pipeline_without_a_reachable_hub_warns_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_endpoint())
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    model, weights = detect_pipeline._load_detector("lsnet_t", "coco", (64, 64))
+    assert weights == "random" and model.name == "lsnet_t_retinanet"
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "unreachable" in warned[0] and "RANDOM weights" in warned[0]
