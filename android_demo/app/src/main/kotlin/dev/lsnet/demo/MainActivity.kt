@@ -9,6 +9,7 @@ import android.widget.ArrayAdapter
 import android.widget.Spinner
 import android.widget.TextView
 import androidx.activity.ComponentActivity
+import androidx.activity.result.ActivityResultLauncher
 import androidx.activity.result.contract.ActivityResultContracts
 import androidx.camera.core.CameraSelector
 import androidx.camera.core.ImageAnalysis
@@ -50,7 +51,9 @@ class MainActivity : ComponentActivity() {
 
     // Asked once; a re-created activity (rotation, resizing) waits for the pending answer.
     private lateinit var permission: CameraPermission
-    private val cameraPermission =
+    // Both types are declared: inferred, this property and follow() depend on each other, which
+    // Kotlin reports as "Type checking has run into a recursive problem".
+    private val cameraPermission: ActivityResultLauncher<String> =
         registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
             follow(permission.onAnswer(granted))
         }
@@ -66,6 +69,9 @@ class MainActivity : ComponentActivity() {
         } catch (e: Exception) {
             result.text = getString(R.string.setup_failed, e.message)
             return
+        } catch (e: LinkageError) { // LiteRT's native library did not load: an Error, not an Exception
+            result.text = getString(R.string.setup_failed, e.message)
+            return
         }
         setUpChoices(offeredBackends())
         val granted = checkSelfPermission(Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED
@@ -77,7 +83,7 @@ class MainActivity : ComponentActivity() {
         if (::permission.isInitialized) outState.putString(PERMISSION_STATE, permission.saved)
     }
 
-    private fun follow(step: PermissionStep) = when (step) {
+    private fun follow(step: PermissionStep): Unit = when (step) {
         PermissionStep.START_CAMERA -> startCamera()
         PermissionStep.ASK -> cameraPermission.launch(Manifest.permission.CAMERA)
         PermissionStep.WAIT_FOR_ANSWER -> Unit // the answer comes to the callback above
@@ -138,9 +144,19 @@ class MainActivity : ComponentActivity() {
                 .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888)
                 .build()
             analysis.setAnalyzer(analysisThread) { image -> image.use(::analyze) }
-            cameraProvider = provider.apply {
-                unbindAll()
-                bindToLifecycle(this@MainActivity, CameraSelector.DEFAULT_BACK_CAMERA, preview, analysis)
+            // The back camera when there is one (the manifest admits camera.any devices).
+            val selector = listOf(CameraSelector.DEFAULT_BACK_CAMERA, CameraSelector.DEFAULT_FRONT_CAMERA)
+                .firstOrNull { runCatching { provider.hasCamera(it) }.getOrDefault(false) }
+            if (selector == null) {
+                result.setText(R.string.no_camera)
+                return@addListener
+            }
+            try {
+                provider.unbindAll()
+                provider.bindToLifecycle(this@MainActivity, selector, preview, analysis)
+                cameraProvider = provider
+            } catch (e: Exception) {
+                result.text = getString(R.string.camera_failed, e.message)
             }
         }, ContextCompat.getMainExecutor(this))
     }
@@ -149,10 +165,10 @@ class MainActivity : ComponentActivity() {
     private fun analyze(image: ImageProxy) {
         val choice = wanted
         val current = classifierFor(choice) ?: return
-        val bitmap = image.toBitmap()
-        val pixels = IntArray(bitmap.width * bitmap.height)
-        bitmap.getPixels(pixels, 0, bitmap.width, 0, 0, bitmap.width, bitmap.height)
         val text = try {
+            val bitmap = image.toBitmap()
+            val pixels = IntArray(bitmap.width * bitmap.height)
+            bitmap.getPixels(pixels, 0, bitmap.width, 0, 0, bitmap.width, bitmap.height)
             val frame = ArgbImage(pixels, bitmap.width, bitmap.height)
             val (top5, ms) = current.classify(frame, image.imageInfo.rotationDegrees)
             latency.add(ms)
@@ -179,11 +195,17 @@ class MainActivity : ComponentActivity() {
                 failed = null
             }
         } catch (e: Exception) {
-            failed = choice
-            val text = getString(R.string.load_failed, choice, e.message)
-            runOnUiThread { result.text = text }
-            null
+            loadFailed(choice, e)
+        } catch (e: LinkageError) { // a delegate's native library did not load
+            loadFailed(choice, e)
         }
+    }
+
+    private fun loadFailed(choice: Choice, e: Throwable): LiteRtClassifier? {
+        failed = choice
+        val text = getString(R.string.load_failed, choice, e.message)
+        runOnUiThread { result.text = text }
+        return null
     }
 }
 
