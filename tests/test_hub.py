@@ -7,6 +7,7 @@ golden checkpoints are served under the official file names and loaded as a user
 
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -253,6 +254,8 @@ def test_detect_pipeline_without_a_reachable_hub_warns_once(tmp_path, monkeypatc
     monkeypatch.setenv("HF_ENDPOINT", closed_port_endpoint())
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # an earlier `lsnet pipeline` in this process showed progress without propagating
+    monkeypatch.setattr(logging.getLogger("lsnet_keras"), "propagate", True)
     model, weights = detect_pipeline._load_detector("lsnet_t", "coco", (64, 64))
     assert weights == "random" and model.name == "lsnet_t_retinanet"
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
