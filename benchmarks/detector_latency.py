@@ -52,7 +52,6 @@ litert_torch_python`), this file being run there as a script (`--convert ...`).
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -206,7 +205,6 @@ def prepare_for_export(model, size):
     """The export form of the official model: every Conv2d_BN folded (`contenders.fold_conv_bn`)
     and each stage-4 attention's bicubically resized bias precomputed for `size` (a buffer)."""
     import torch
-    import torch.nn.functional as F
 
     dense = _dense()
     stage4 = [dense.torch_lsnet.stage_resolutions(side)[3] for side in size]
@@ -215,23 +213,14 @@ def prepare_for_export(model, size):
     class FixedBiasAttention(dense.DetectionAttention):
         """DetectionAttention with its resized (heads, N, N) bias computed once."""
 
-        def forward(self, x):
-            b, _, h, w = x.shape
-            n = h * w
-            q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
-            q = self.dw(q)
-            q, k, v = (t.reshape(b, self.num_heads, -1, n) for t in (q, k, v))
-            attn = (q.transpose(-2, -1) @ k) * self.scale + self.resized_bias
-            attn = attn.softmax(dim=-1)
-            return self.proj((v @ attn.transpose(-2, -1)).reshape(b, -1, h, w))
+        def resized_bias(self, n):
+            return self.fixed_bias
 
     folded = c.fold_conv_bn(model)
     with torch.no_grad():
         for module in folded.modules():
             if isinstance(module, dense.DetectionAttention):
-                bias = module.attention_biases[:, module.attention_bias_idxs].unsqueeze(0)
-                resized = F.interpolate(bias, size=(tokens, tokens), mode="bicubic")
-                module.register_buffer("resized_bias", resized[0].clone())
+                module.register_buffer("fixed_bias", module.resized_bias(tokens).clone())
                 module.__class__ = FixedBiasAttention
     return folded.eval()
 
@@ -586,7 +575,7 @@ def markdown(results):
 
 
 def main(argv=None):
-    from mobile_latency import machine_info, versions
+    from mobile_latency import machine_info, versions, write_results
 
     args = parse_args(argv)
     started = time.time()
@@ -616,13 +605,7 @@ def main(argv=None):
             for size in args.sizes:
                 record = bench_group(variant, size, args, workdir, litert_python)
                 results["groups"].append(record)
-    results["machine"]["load_average_end"] = os.getloadavg()
-    results["wall_s"] = round(time.time() - started, 1)
-    results["markdown"] = markdown(results)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(results["markdown"])
-    print(f"\nwrote {args.json} ({results['wall_s']:.0f} s)")
+    write_results(results, markdown, args.json, started)
     return 0
 
 

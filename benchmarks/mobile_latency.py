@@ -102,6 +102,18 @@ def parse_args(argv=None):
     return args
 
 
+def write_results(results, markdown, path, started):
+    """Finish a benchmark run: load and wall time into `results`, its `markdown(results)`
+    tables printed and kept, everything written to `path` as JSON."""
+    results["machine"]["load_average_end"] = os.getloadavg()
+    results["wall_s"] = round(time.time() - started, 1)
+    results["markdown"] = markdown(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(results["markdown"])
+    print(f"\nwrote {path} ({results['wall_s']:.0f} s)")
+
+
 def machine_info():
     cpuinfo = Path("/proc/cpuinfo")
     names = [
@@ -456,13 +468,7 @@ def main(argv=None):
             )
             results["breakdown"] = {"variant": variant, "rows": rows, "fp32_cache_sweep": sweep}
     results["targets"] = check_targets(results)
-    results["machine"]["load_average_end"] = os.getloadavg()
-    results["wall_s"] = round(time.time() - started, 1)
-    results["markdown"] = markdown(results)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(results["markdown"])
-    print(f"\nwrote {args.json} ({results['wall_s']:.0f} s)")
+    write_results(results, markdown, args.json, started)
     return 0
 
 

@@ -52,11 +52,14 @@ class DetectionAttention(torch_lsnet.Attention):
         q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
         q = self.dw(q)
         q, k, v = (t.reshape(b, self.num_heads, -1, n) for t in (q, k, v))
-        attn = (q.transpose(-2, -1) @ k) * self.scale
-        bias = self.attention_biases[:, self.attention_bias_idxs]
-        attn = attn + F.interpolate(bias.unsqueeze(0), size=(n, n), mode="bicubic")
+        attn = (q.transpose(-2, -1) @ k) * self.scale + self.resized_bias(n)
         attn = attn.softmax(dim=-1)
         return self.proj((v @ attn.transpose(-2, -1)).reshape(b, -1, h, w))
+
+    def resized_bias(self, n):
+        """The gathered (heads, 196, 196) bias bicubically resized to (1, heads, n, n)."""
+        bias = self.attention_biases[:, self.attention_bias_idxs]
+        return F.interpolate(bias.unsqueeze(0), size=(n, n), mode="bicubic")
 
 
 class DetectionLSNet(nn.Module):
