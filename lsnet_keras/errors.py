@@ -97,12 +97,14 @@ def started_as_lsnet_command(argv=None, orig_argv=None):
 
 @contextlib.contextmanager
 def interrupts_held(then=KeyboardInterrupt):
-    """Hold Ctrl-C until the block ends, then raise `then` (in the main thread; else nothing).
+    """Hold Ctrl-C and SIGTERM until the block ends (in the main thread; else nothing).
 
-    For TensorFlow's import: its native code calls back into Python (protobuf's descriptor
-    pool), and an exception raised there by a Ctrl-C is printed as a traceback and dropped,
-    after which the command went on and exited 0. Held, the Ctrl-C ends the command as soon as
-    the import is done.
+    Then a held Ctrl-C raises `then`, and a held SIGTERM is delivered again to the handler that
+    was there before (`run_command`'s exits 143). For imports of native code: TensorFlow's calls
+    back into Python (protobuf's descriptor pool), where an exception raised by a signal is
+    printed as a traceback and dropped; in ai-edge-litert's, it turns into an ImportError
+    ("initialization failed") that reads as a missing runtime. Held, the signal ends the
+    command as soon as the import is done.
 
     Example:
         >>> with interrupts_held():
@@ -114,11 +116,15 @@ def interrupts_held(then=KeyboardInterrupt):
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signal.SIGTERM in caught:
+        signal.raise_signal(signal.SIGTERM)
     if caught:
         raise then
 

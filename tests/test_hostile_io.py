@@ -269,6 +269,31 @@ def test_ctrl_c_while_tensorflow_imports(command, moment, hostile_files, tmp_pat
     assert stdout == "" and _files(tmp_path) == []
 
 
+@pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_signal_while_the_litert_runtime_imports(name, status, hostile_files, tmp_path):
+    """A signal inside ai-edge-litert's native import used to surface as its ImportError
+    ("initialization failed") and read "no TFLite runtime"; held, it exits 130 / 143."""
+    argv = [*PROGRAMS["lsnet"][1], "predict", hostile_files["tflite"], hostile_files["ok_png"]]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(
+        [sys.executable, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while "_pywrap_litert_interpreter_wrapper" not in _maps(process.pid):
+        assert process.poll() is None and time.monotonic() < deadline, "no import seen"
+        time.sleep(0.001)
+    process.send_signal(getattr(signal, name))
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr[-2000:]
+    assert "Traceback" not in stderr and _our_error_lines(stderr) == [], stderr[-2000:]
+    assert stdout == ""
+
+
 # ------------------------------------------------------------------ images inside records
 
 

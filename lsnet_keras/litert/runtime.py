@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from lsnet_keras.config import IMAGENET_MEAN, IMAGENET_STD
-from lsnet_keras.errors import LSNetError
+from lsnet_keras.errors import LSNetError, interrupts_held
 from lsnet_keras.io import require_file
 
 EDGETPU_LIBRARY = {
@@ -35,13 +35,15 @@ def interpreter_module():
         True
     """
     try:
-        from ai_edge_litert import interpreter
+        with interrupts_held():  # a signal inside its native import reads as an ImportError
+            from ai_edge_litert import interpreter
 
         return "ai-edge-litert", interpreter
     except ImportError:
         pass
     try:
-        from tflite_runtime import interpreter
+        with interrupts_held():
+            from tflite_runtime import interpreter
 
         return "tflite-runtime", interpreter
     except ImportError:
