@@ -50,6 +50,12 @@ else:
             lsnet_s_retinanet,
             lsnet_t_retinanet,
         )
+        from lsnet_keras.model.semantic_fpn import (
+            LSNetSemanticFPN,
+            lsnet_b_semfpn,
+            lsnet_s_semfpn,
+            lsnet_t_semfpn,
+        )
         from lsnet_keras.quantization.qat_model import quantize_model
         from lsnet_keras.weights.checkpoint import CheckpointError, read_state_dict
         from lsnet_keras.weights.mapping import export_state_dict, load_weights
@@ -58,16 +64,20 @@ else:
             "CheckpointError",
             "LSNet",
             "LSNetRetinaNet",
+            "LSNetSemanticFPN",
             "build_variant",
             "export_state_dict",
             "export_tflite",
             "load_weights",
             "lsnet_b",
             "lsnet_b_retinanet",
+            "lsnet_b_semfpn",
             "lsnet_s",
             "lsnet_s_retinanet",
+            "lsnet_s_semfpn",
             "lsnet_t",
             "lsnet_t_retinanet",
+            "lsnet_t_semfpn",
             "quantize_model",
             "read_state_dict",
             "reparameterize",

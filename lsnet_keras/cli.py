@@ -268,7 +268,7 @@ def _pipeline(args):
 def _detect_pipeline(args):
     from lsnet_keras.detection.pipeline import format_detect_report, run_detect_pipeline
     from lsnet_keras.io import require_folder
-    from lsnet_keras.model.retinanet import dense_image_shape
+    from lsnet_keras.model.dense import dense_image_shape
 
     if args.ema or args.variant.endswith("_distill"):
         raise LSNetError("--task detect: the detectors are lsnet_t, lsnet_s, lsnet_b (no --ema)")

@@ -1,4 +1,5 @@
-"""The shared detection goldens (../shared/reference/dense), made by MMDetection 2.28.2 itself."""
+"""The shared detection and segmentation goldens (../shared/reference/dense), made by
+MMDetection 2.28.2 and MMSegmentation 0.30.0 themselves."""
 
 import json
 
@@ -8,16 +9,36 @@ from safetensors.numpy import load_file
 
 DENSE_DIR = REFERENCE_DIR / "dense"
 RETINANET_SIZES = ((320, 320), (256, 384))
+SEMFPN_SIZES = ((320, 320), (256, 384))
 LEVELS = 5
 
 
 def retinanet_weights():
     """The golden RetinaNet-LSNet-T state_dict (float16 values, as float32)."""
-    return {k: v.astype("float32") if v.dtype == "float16" else v for k, v in _load().items()}
+    return _load("retinanet_lsnet_t.safetensors")
 
 
-def _load():
-    return load_file(DENSE_DIR / "retinanet_lsnet_t.safetensors")
+def semfpn_weights():
+    """The golden Semantic FPN-LSNet-T state_dict (float16 values, as float32)."""
+    return _load("semfpn_lsnet_t.safetensors")
+
+
+def _load(name):
+    state = load_file(DENSE_DIR / name)
+    return {k: v.astype("float32") if v.dtype == "float16" else v for k, v in state.items()}
+
+
+def semfpn_case(size):
+    """One golden size: input and head logits (NHWC), class map, top-2 margin, meta."""
+    folder = DENSE_DIR / f"semfpn_lsnet_t_{size[0]}x{size[1]}"
+    return {
+        "input": np.load(folder / "input.npy").transpose(0, 2, 3, 1),
+        "logits": np.load(folder / "seg_logits_head.npy").transpose(0, 2, 3, 1),
+        "class_map": np.load(folder / "seg_pred.npy"),
+        "margin": np.load(folder / "seg_margin.npy"),
+        "meta": json.loads((folder / "meta.json").read_text()),
+        "image": folder / "image.png",
+    }
 
 
 def retinanet_case(size):

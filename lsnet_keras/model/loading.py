@@ -13,19 +13,18 @@ import numpy as np
 
 from lsnet_keras.errors import LSNetError
 from lsnet_keras.io import atomic_path, check_outputs, require_file
+from lsnet_keras.model.dense import DEFAULT_DENSE_SIZE, DENSE_ATTENTION_TABLE, dense_image_shape
 from lsnet_keras.model.lsnet import LSNet, build_variant
 from lsnet_keras.model.reparam import reparameterize
-from lsnet_keras.model.retinanet import (
-    DEFAULT_DENSE_SIZE,
-    DENSE_ATTENTION_TABLE,
-    LSNetRetinaNet,
-    dense_image_shape,
-)
+from lsnet_keras.model.retinanet import LSNetRetinaNet
+from lsnet_keras.model.semantic_fpn import DEFAULT_SEGMENT_SIZE, LSNetSemanticFPN
 from lsnet_keras.model.serialization import PACKAGE
 from lsnet_keras.weights.checkpoint import CheckpointError
 from lsnet_keras.weights.hub import read_weights
 from lsnet_keras.weights.mapping import (
-    KIND_KEYS,
+    MASK_RCNN_KIND,
+    RETINANET_KIND,
+    SEGMENTER_KIND,
     backbone_state,
     checkpoint_kind,
     describe_state_dict,
@@ -34,7 +33,6 @@ from lsnet_keras.weights.mapping import (
 )
 
 DEFAULT_CLASSIFIER_SIZE = 224
-RETINANET_KIND, MASK_RCNN_KIND, SEGMENTER_KIND = (kind for _, kind in KIND_KEYS[:3])
 
 
 def model_from_checkpoint(checkpoint, variant=None, input_shape=None, use_ema=False):
@@ -46,7 +44,8 @@ def model_from_checkpoint(checkpoint, variant=None, input_shape=None, use_ema=Fa
     The number of classes is taken from the checkpoint's head. `use_ema` takes a training
     checkpoint's `model_ema` instead of its `model`. An MMDetection RetinaNet checkpoint builds
     the detector, a Mask R-CNN one its backbone (features at strides 8-64; no LiteRT builtin
-    does RoIAlign). `input_shape`: default 224 for classifiers, 640x640 for detectors.
+    does RoIAlign); an MMSegmentation Semantic FPN one the segmenter. `input_shape`: default
+    224 for classifiers, 640x640 for detectors, 512x512 for segmenters.
 
     Example:
         >>> model_from_checkpoint("../shared/reference/tiny_128.safetensors", input_shape=128).name
@@ -86,14 +85,11 @@ def model_from_checkpoint(checkpoint, variant=None, input_shape=None, use_ema=Fa
 
 
 def _dense_from_state(state, checkpoint, kind, variant, input_shape):
-    """The detector (or Mask R-CNN backbone) of an MMDetection state_dict, loaded."""
-    if kind == SEGMENTER_KIND:
-        raise CheckpointError(
-            f"{checkpoint}: this is {kind} checkpoint; segmenters are not supported yet "
-            "(detectors and classifiers are)"
-        )
+    """The detector, segmenter or Mask R-CNN backbone of an MMDetection / MMSegmentation
+    state_dict, loaded."""
+    default_size = DEFAULT_SEGMENT_SIZE if kind == SEGMENTER_KIND else DEFAULT_DENSE_SIZE
     try:
-        image_shape = dense_image_shape(input_shape or DEFAULT_DENSE_SIZE)
+        image_shape = dense_image_shape(input_shape or default_size)
     except ValueError as err:
         raise CheckpointError(f"{checkpoint}: {err}") from None
     backbone = backbone_state(state)
@@ -120,10 +116,16 @@ def _dense_from_state(state, checkpoint, kind, variant, input_shape):
         )
         load_weights(model, backbone, source=checkpoint)
         return model
-    classes = state["bbox_head.retina_cls.weight"].shape[0] // 9
-    model = LSNetRetinaNet(
-        **arch, num_classes=classes, input_shape=image_shape, name=f"{name}_retinanet"
-    )
+    if kind == SEGMENTER_KIND:
+        classes = state["decode_head.conv_seg.weight"].shape[0]
+        model = LSNetSemanticFPN(
+            **arch, num_classes=classes, input_shape=image_shape, name=f"{name}_semfpn"
+        )
+    else:
+        classes = state["bbox_head.retina_cls.weight"].shape[0] // 9
+        model = LSNetRetinaNet(
+            **arch, num_classes=classes, input_shape=image_shape, name=f"{name}_retinanet"
+        )
     load_weights(model, state, source=checkpoint)
     return model
 

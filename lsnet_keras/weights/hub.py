@@ -22,8 +22,8 @@ import os
 from lsnet_keras.weights.checkpoint import CheckpointError, read_checkpoint
 
 OFFICIAL_REPO = "jameslahm/lsnet"
-# Released weights, by the name a user gives (weights="imagenet", "coco"): model -> its file in
-# OFFICIAL_REPO.
+# Released weights, by the name a user gives (weights="imagenet", "coco", "ade20k"): model ->
+# its file in OFFICIAL_REPO.
 RELEASES = {
     "imagenet": {
         "lsnet_t": "lsnet_t.pth",
@@ -37,6 +37,11 @@ RELEASES = {
         "lsnet_t_retinanet": "lsnet_t_retinanet.pth",
         "lsnet_s_retinanet": "lsnet_s_retinanet.pth",
         "lsnet_b_retinanet": "lsnet_b_retinanet.pth",
+    },
+    "ade20k": {
+        "lsnet_t_semfpn": "lsnet_t_semfpn.pth",
+        "lsnet_s_semfpn": "lsnet_s_semfpn.pth",
+        "lsnet_b_semfpn": "lsnet_b_semfpn.pth",
     },
 }
 OFFICIAL_FILES = RELEASES["imagenet"]
@@ -55,7 +60,7 @@ class HubUnreachable(HubError):
 
 
 def is_hub_handle(weights):
-    """True for release names ("imagenet", "coco") and `hf://...` handles (else a path).
+    """True for release names ("imagenet", "coco", "ade20k") and `hf://...` handles (else a path).
 
     Example:
         >>> is_hub_handle("hf://jameslahm/lsnet_t"), is_hub_handle("lsnet_t.pth")
@@ -66,7 +71,7 @@ def is_hub_handle(weights):
 
 def official_handle(variant, release="imagenet"):
     """The `hf://` handle of a released model's weights ("imagenet" classifiers, "coco"
-    detectors).
+    detectors, "ade20k" segmenters).
 
     Example:
         >>> official_handle("lsnet_t_distill")
@@ -113,7 +118,7 @@ def resolve_weights(weights, variant=None):
 
 
 def read_weights(weights, variant=None, use_ema=False):
-    """(state_dict, source) of a path, "imagenet" / "coco" (for `variant`) or hf:// handle.
+    """(state_dict, source) of a path, a release name (for `variant`) or an hf:// handle.
 
     Read by the strict, safe reader (`read_checkpoint`); `source` names the weights in errors.
     When the file is a training checkpoint with EMA weights, one line says which part was read.

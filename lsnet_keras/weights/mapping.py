@@ -160,11 +160,25 @@ def _retina_head_table(head):
     return table
 
 
+def _fpn_head_table(head):
+    """FPNHead: `scale_heads.i.j` mmcv ConvModules (`.conv` without bias, `.bn`), `conv_seg`."""
+    table = {}
+    for level, (convs, indices) in enumerate(zip(head.scale_heads, head.scale_head_indices())):
+        for conv, index in zip(convs, indices):
+            prefix = f"scale_heads.{level}.{index}"
+            entries = [Entry(f"{prefix}.conv.weight", conv.conv.kernel, CONV)]
+            entries += _batch_norm(conv.bn, f"{prefix}.bn")
+            table.update((e.key, e) for e in entries)
+    table.update((e.key, e) for e in _conv_with_bias(head.conv_seg, "conv_seg"))
+    return table
+
+
 # Which table each part of a model has, by its class (see `checkpoint_table`).
 PART_TABLES = {
     "LSNet": _lsnet_table,
     "LSNetFPN": _fpn_table,
     "RetinaHead": _retina_head_table,
+    "FPNHead": _fpn_head_table,
 }
 
 
@@ -194,14 +208,21 @@ def checkpoint_table(model):
     return table
 
 
-# Keys that tell what an official checkpoint is for (`checkpoint_kind`).
+# What an official checkpoint is for, in words, and the key that tells it (`checkpoint_kind`).
+RETINANET_KIND = "an MMDetection RetinaNet detector"
+MASK_RCNN_KIND = "an MMDetection Mask R-CNN detector"
+SEGMENTER_KIND = "an MMSegmentation Semantic FPN segmenter"
+CLASSIFIER_KIND = "an LSNet ImageNet classifier"
+BACKBONE_KIND = "an LSNet backbone (no head)"
 KIND_KEYS = (
-    ("bbox_head.retina_cls.weight", "an MMDetection RetinaNet detector"),
-    ("roi_head.bbox_head.fc_cls.weight", "an MMDetection Mask R-CNN detector"),
-    ("decode_head.conv_seg.weight", "an MMSegmentation segmenter"),
-    ("head.l.weight", "an LSNet ImageNet classifier"),
-    ("patch_embed.0.c.weight", "an LSNet backbone (no head)"),
+    ("bbox_head.retina_cls.weight", RETINANET_KIND),
+    ("roi_head.bbox_head.fc_cls.weight", MASK_RCNN_KIND),
+    ("decode_head.conv_seg.weight", SEGMENTER_KIND),
+    ("head.l.weight", CLASSIFIER_KIND),
+    ("patch_embed.0.c.weight", BACKBONE_KIND),
 )
+# The kind of checkpoint each dense model (by its `task`) loads.
+TASK_KINDS = {"detect": RETINANET_KIND, "segment": SEGMENTER_KIND}
 
 
 def checkpoint_kind(state):
@@ -227,8 +248,8 @@ def model_kind(model):
         'an MMDetection RetinaNet detector'
     """
     if hasattr(model, "parts"):
-        return KIND_KEYS[0][1]
-    return KIND_KEYS[3][1] if "head.l.weight" in _lsnet_table(model) else KIND_KEYS[4][1]
+        return TASK_KINDS[model.task]
+    return CLASSIFIER_KIND if "head.l.weight" in _lsnet_table(model) else BACKBONE_KIND
 
 
 def backbone_state(state):
@@ -301,7 +322,7 @@ def _model_description(model):
 def _check_kind(model, state, path):
     """One line when a checkpoint is for another task than the model (detector vs classifier)."""
     found, expected = checkpoint_kind(state), model_kind(model)
-    compatible = {KIND_KEYS[3][1], KIND_KEYS[4][1]}  # a backbone takes a classifier's weights
+    compatible = {CLASSIFIER_KIND, BACKBONE_KIND}  # a backbone takes a classifier's weights
     if found is None or found == expected or {found, expected} <= compatible:
         return
     raise CheckpointError(
