@@ -183,6 +183,44 @@ def _detect(args):
         print(f"wrote {args.json}")
 
 
+def _segment(args):
+    import json
+
+    from lsnet_keras.io import atomic_path, check_outputs
+    from lsnet_keras.preprocess import load_image
+    from lsnet_keras.segmentation.run import class_map_image, open_segmenter, overlay, segment_file
+
+    pictures = _picture_paths(args.output, args.images, "_overlay.png", "--output")
+    masks = _picture_paths(args.mask, args.images, "_mask.png", "--mask", formats=(".png",))
+    outputs = [p for p in [args.json, *pictures.values(), *masks.values()] if p]
+    if len(set(outputs)) < len(outputs):
+        raise LSNetError("--output, --mask and --json would write the same file")
+    check_outputs(outputs, args.force)
+    for image_path in args.images:
+        load_image(image_path)  # every image readable before the slow part
+    with interrupts_held():
+        import keras  # noqa: F401
+    segmenter = open_segmenter(args.model)
+    records = []
+    for image_path in args.images:
+        image, classes, record = segment_file(segmenter, image_path)
+        records.append(record)
+        width, height = record["size"]
+        print(f"{image_path}: {width}x{height}, {len(record['classes'])} classes >= 1%")
+        for found in record["classes"][:8]:
+            print(f"  {100 * found['share']:5.1f}%  {found['name']}")
+        for paths, picture in ((pictures, overlay), (masks, class_map_image)):
+            if image_path in paths:
+                drawn = picture(image, classes) if picture is overlay else picture(classes)
+                with atomic_path(paths[image_path], overwrite=args.force) as tmp:
+                    drawn.save(tmp, format=_picture_format(paths[image_path]))
+                print(f"  wrote {paths[image_path]}")
+    if args.json:
+        with atomic_path(args.json, overwrite=args.force) as tmp, open(tmp, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"wrote {args.json}")
+
+
 # Picture formats by file extension (Pillow's names).
 PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -191,25 +229,28 @@ def _picture_format(path):
     return PICTURE_FORMATS[os.path.splitext(str(path))[1].lower()]
 
 
-def _picture_paths(output, images):
-    """{image: picture path}: `output` is the file for one image, a folder for several."""
+def _picture_paths(
+    output, images, suffix="_detections.png", option="--output", formats=tuple(PICTURE_FORMATS)
+):
+    """{image: picture path}: `output` is the file for one image, a folder for several (each
+    picture named after its image, with `suffix`)."""
     if output is None:
         return {}
     if len(images) == 1 and not os.path.isdir(output):
-        if os.path.splitext(output)[1].lower() not in PICTURE_FORMATS:
+        if os.path.splitext(output)[1].lower() not in formats:
             raise LSNetError(
-                f"--output {output}: a picture file ({', '.join(PICTURE_FORMATS)}) for one "
-                "image, or a folder"
+                f"{option} {output}: a picture file ({', '.join(formats)}) for one image, "
+                "or a folder"
             )
         return {images[0]: output}
     if not os.path.isdir(output):
-        raise LSNetError(f"--output {output}: not a folder (several images are drawn into one)")
+        raise LSNetError(f"{option} {output}: not a folder (several images are drawn into one)")
     paths = {}
     for image in images:
         stem = os.path.splitext(os.path.basename(image))[0]
-        path = os.path.join(output, f"{stem}_detections.png")
+        path = os.path.join(output, f"{stem}{suffix}")
         if path in paths.values():
-            raise LSNetError(f"--output: two images would be drawn to {path}; rename one")
+            raise LSNetError(f"{option}: two images would be drawn to {path}; rename one")
         paths[image] = path
     return paths
 
@@ -429,6 +470,23 @@ def build_parser():
     detect.add_argument("--threads", type=options.THREADS, default=None)
     detect.add_argument("--force", action="store_true", help="replace existing outputs")
     detect.set_defaults(run=_detect)
+
+    segment = commands.add_parser(
+        "segment", help="class map of a .keras segmenter: a color overlay and a raw mask PNG"
+    )
+    segment.add_argument("model", help="a segmenter: .keras (lsnet convert of a Semantic FPN)")
+    segment.add_argument("images", nargs="+", help="image files, any size (stretched)")
+    segment.add_argument(
+        "--output", help="the color overlay: a picture file for one image, a folder for several"
+    )
+    segment.add_argument(
+        "--mask",
+        help="the class map as 8-bit grayscale PNG (class index per pixel, 0 = wall): a .png "
+        "for one image, a folder for several",
+    )
+    segment.add_argument("--json", type=options.output_file(".json"), help="class shares here")
+    segment.add_argument("--force", action="store_true", help="replace existing outputs")
+    segment.set_defaults(run=_segment)
 
     golden = commands.add_parser(
         "android-golden", help="golden files for the Android core's cross-language test"

@@ -12,14 +12,15 @@ what the detection form changes:
 * there is no classifier head: the backbone returns the outputs of blocks1..blocks4.
 
 The neck is LSNetFPN as the released RetinaNet configs build it (start level 0, 5 outputs,
-``add_extra_convs='on_input'``, no norm, no activation): 1x1 lateral convs, a top-down path adding
+``add_extra_convs='on_input'``, no norm, no activation; the Semantic FPN configs: 4 outputs, no
+extra conv): 1x1 lateral convs, a top-down path adding
 each coarser lateral, nearest-resized to the finer one's size, 3x3 fpn convs, and one stride-2
 3x3 conv (padding 1) on the raw last backbone level. mmcv's ConvModule without norm and
 activation is its ``conv`` alone, so each is a module holding a ``conv``.
 
 Also here: ``synthetic_images`` (seeded, MMDetection-normalized picture-like inputs) and
-``random_detector_state`` (random but well-behaved RetinaNet-LSNet weights, as an MMDetection
-state_dict of NumPy arrays).
+``random_detector_state`` / ``random_segmenter_state`` (random but well-behaved RetinaNet- and
+Semantic FPN-LSNet weights, as MMDetection / MMSegmentation state_dicts of NumPy arrays).
 """
 
 import math
@@ -117,13 +118,14 @@ class LSNetFPN(nn.Module):
 
     def __init__(self, in_channels, out_channels=FPN_CHANNELS, num_outs=5):
         super().__init__()
-        if num_outs != len(in_channels) + 1:
-            raise ValueError("the RetinaNet neck has one extra level")
+        if num_outs not in (len(in_channels), len(in_channels) + 1):
+            raise ValueError("the RetinaNet neck has one extra level, Semantic FPN's none")
         self.lateral_convs = nn.ModuleList(ConvModule(c, out_channels, 1) for c in in_channels)
         self.fpn_convs = nn.ModuleList(
             ConvModule(out_channels, out_channels, 3, padding=1) for _ in in_channels
         )
-        self.fpn_convs.append(ConvModule(in_channels[-1], out_channels, 3, stride=2, padding=1))
+        if num_outs > len(in_channels):
+            self.fpn_convs.append(ConvModule(in_channels[-1], out_channels, 3, stride=2, padding=1))
 
     def forward(self, inputs):
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs)]
@@ -133,7 +135,8 @@ class LSNetFPN(nn.Module):
                 laterals[i], size=size, mode="nearest"
             )
         outs = [self.fpn_convs[i](x) for i, x in enumerate(laterals)]
-        outs.append(self.fpn_convs[len(laterals)](inputs[-1]))
+        if len(self.fpn_convs) > len(laterals):
+            outs.append(self.fpn_convs[len(laterals)](inputs[-1]))
         return tuple(outs)
 
 
@@ -141,8 +144,8 @@ def build_backbone(variant):
     return DetectionLSNet(**torch_lsnet.VARIANTS[variant])
 
 
-def build_neck(variant):
-    return LSNetFPN(torch_lsnet.VARIANTS[variant]["embed_dim"])
+def build_neck(variant, num_outs=5):
+    return LSNetFPN(torch_lsnet.VARIANTS[variant]["embed_dim"], num_outs=num_outs)
 
 
 def synthetic_images(size, seed, count=1):
@@ -185,16 +188,11 @@ def _residual_ends(backbone):
 
 
 @torch.no_grad()
-def random_detector_state(variant, size, seed, calibration_images=4):
-    """An MMDetection RetinaNet-LSNet state_dict ({key: NumPy array}) drawn from ``seed``, in
-    the spirit of the shared dense goldens: random convs (PyTorch's default init, the neck's
-    Xavier), BN scales U(-1.5, 1.5) except the last BN of each residual branch (x0.2) and LKP's
-    GroupNorm (x0.05), attention biases N(0, 1), BN statistics calibrated on synthetic images of
-    ``size``, head convs Kaiming-normal, classifier bias MMDetection's prior (-4.59512) and
-    classifier / regressor weights N(0, 0.012) / N(0, 0.01) (MMDetection's own 0.01 init yields
-    almost no score above 0.05)."""
+def _random_backbone_and_neck(variant, size, seed, num_outs, calibration_images):
+    """``backbone.*`` and ``neck.*`` of a random but well-behaved dense model (see
+    ``random_detector_state``) and the generator of NumPy draws for its head."""
     gen = torch.Generator().manual_seed(seed)
-    backbone, neck = build_backbone(variant), build_neck(variant)
+    backbone, neck = build_backbone(variant), build_neck(variant, num_outs)
     for module in neck.modules():
         if isinstance(module, nn.Conv2d):
             fan_in, fan_out = (module.weight[0].numel(), module.weight[:, 0].numel())
@@ -228,7 +226,22 @@ def random_detector_state(variant, size, seed, calibration_images=4):
         bn.momentum = 0.1
     state = {f"backbone.{k}": v.numpy() for k, v in backbone.state_dict().items()}
     state.update({f"neck.{k}": v.numpy() for k, v in neck.state_dict().items()})
-    rng = np.random.default_rng(seed + 2)
+    return state, np.random.default_rng(seed + 2)
+
+
+def _float32(state):
+    return {k: v.astype("float32") if v.dtype == np.float64 else v for k, v in state.items()}
+
+
+def random_detector_state(variant, size, seed, calibration_images=4):
+    """An MMDetection RetinaNet-LSNet state_dict ({key: NumPy array}) drawn from ``seed``, in
+    the spirit of the shared dense goldens: random convs (PyTorch's default init, the neck's
+    Xavier), BN scales U(-1.5, 1.5) except the last BN of each residual branch (x0.2) and LKP's
+    GroupNorm (x0.05), attention biases N(0, 1), BN statistics calibrated on synthetic images of
+    ``size``, head convs Kaiming-normal, classifier bias MMDetection's prior (-4.59512) and
+    classifier / regressor weights N(0, 0.012) / N(0, 0.01) (MMDetection's own 0.01 init yields
+    almost no score above 0.05)."""
+    state, rng = _random_backbone_and_neck(variant, size, seed, 5, calibration_images)
     for branch in ("cls_convs", "reg_convs"):
         for i in range(4):
             shape = (FPN_CHANNELS, FPN_CHANNELS, 3, 3)
@@ -240,4 +253,32 @@ def random_detector_state(variant, size, seed, calibration_images=4):
     state["bbox_head.retina_cls.bias"] = np.full(cls_out, RETINA_PRIOR_BIAS)
     state["bbox_head.retina_reg.weight"] = rng.normal(0, 0.01, (reg_out, FPN_CHANNELS, 3, 3))
     state["bbox_head.retina_reg.bias"] = rng.normal(0, 0.05, reg_out)
-    return {k: v.astype("float32") if v.dtype == np.float64 else v for k, v in state.items()}
+    return _float32(state)
+
+
+# FPNHead's ConvModules: `scale_heads.<level>.<index>` (Upsample modules take the odd indices).
+SEMFPN_CONVS = ((0, 0), (1, 0), (2, 0), (2, 2), (3, 0), (3, 2), (3, 4))
+SEMFPN_CHANNELS = 128
+ADE20K_CLASSES = 150
+
+
+def random_segmenter_state(variant, size, seed, calibration_images=4):
+    """An MMSegmentation Semantic FPN-LSNet state_dict drawn from ``seed``: backbone and neck as
+    ``random_detector_state``'s; head convs Kaiming-normal, their BN scales U(0.5, 1.5), shifts
+    and running means N(0, 0.1), running variances U(0.5, 2); classifier N(0, 0.05) with bias
+    N(0, 0.5), so classes differ and ties are rare."""
+    state, rng = _random_backbone_and_neck(variant, size, seed, 4, calibration_images)
+    for level, index in SEMFPN_CONVS:
+        prefix = f"decode_head.scale_heads.{level}.{index}"
+        in_channels = FPN_CHANNELS if index == 0 else SEMFPN_CHANNELS
+        std = math.sqrt(2 / (in_channels * 9))
+        state[f"{prefix}.conv.weight"] = rng.normal(0, std, (SEMFPN_CHANNELS, in_channels, 3, 3))
+        state[f"{prefix}.bn.weight"] = rng.uniform(0.5, 1.5, SEMFPN_CHANNELS)
+        state[f"{prefix}.bn.bias"] = rng.normal(0, 0.1, SEMFPN_CHANNELS)
+        state[f"{prefix}.bn.running_mean"] = rng.normal(0, 0.1, SEMFPN_CHANNELS)
+        state[f"{prefix}.bn.running_var"] = rng.uniform(0.5, 2.0, SEMFPN_CHANNELS)
+        state[f"{prefix}.bn.num_batches_tracked"] = np.array(1000, "int64")
+    classes = (ADE20K_CLASSES, SEMFPN_CHANNELS, 1, 1)
+    state["decode_head.conv_seg.weight"] = rng.normal(0, 0.05, classes)
+    state["decode_head.conv_seg.bias"] = rng.normal(0, 0.5, ADE20K_CLASSES)
+    return _float32(state)

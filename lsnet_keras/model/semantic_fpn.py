@@ -12,6 +12,7 @@ Example:
     (1, 16, 24, 150)
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -39,7 +40,10 @@ def class_map(logits, size):
         >>> class_map(logits, (4, 4)).shape, int(class_map(logits, (4, 4)).max())
         ((1, 4, 4), 2)
     """
-    resized = upsample_bilinear(ops.convert_to_tensor(logits, "float32"), *size)
+    logits = ops.convert_to_tensor(logits)
+    if keras.backend.standardize_dtype(logits.dtype) != "float64":
+        logits = ops.cast(logits, "float32")
+    resized = upsample_bilinear(logits, *size)
     return ops.convert_to_numpy(ops.argmax(resized, axis=-1)).astype(np.int32)
 
 
@@ -87,7 +91,7 @@ class LSNetSemanticFPN(DenseLSNet):
             >>> model.segment(np.zeros((1, 64, 64, 3), "float32"), (48, 80)).shape
             (1, 48, 80)
         """
-        logits = self(np.asarray(images, "float32"))
+        logits = self(np.asarray(images, self.compute_dtype))
         return class_map(logits, output_size or self.image_shape[:2])
 
 

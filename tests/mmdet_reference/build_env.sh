@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds, once, the MMDetection 2.28.2 reference virtualenv of tests/test_parity_mmdet.py and
+# Builds, once, the MMDetection 2.28.2 / MMSegmentation 0.30.0 reference virtualenv of
+# tests/test_parity_mmdet.py and tests/test_parity_mmseg.py, and
 # prints its python's path as the last line of stdout (progress goes to stderr).
 #
 #   bash tests/mmdet_reference/build_env.sh [PYTHON]     # PYTHON: the base, default python3

@@ -1,5 +1,6 @@
-"""The MMDetection 2.28.2 reference of tests/test_parity_mmdet.py: runs INSIDE the virtualenv that
-build_env.sh makes (torch, mmcv 1.7.2, mmdet 2.28.2; no TensorFlow), never in the main one.
+"""The MMDetection 2.28.2 / MMSegmentation 0.30.0 reference of tests/test_parity_mmdet.py and
+tests/test_parity_mmseg.py: runs INSIDE the virtualenv that build_env.sh makes (torch, mmcv 1.7.2,
+mmdet 2.28.2, mmsegmentation 0.30.0; no TensorFlow), never in the main one.
 
 The detector is MMDetection's own ``RetinaNet`` (``mmdet.models.build_detector``) with the
 released ``retinanet_lsnet_*_fpn_1x_coco`` head and test settings, and MMDetection's real
@@ -14,13 +15,21 @@ PyPI build is CUDA-only, so an empty stand-in takes its place when it is not ins
     python run_mmdet.py --check              # imports and a toy NMS: the environment works
     python run_mmdet.py MANIFEST.json        # every case of the manifest, one process
 
-The manifest is {"cases": [{"name", "variant" (lsnet_t/s/b), "input", "output", "dtypes"}]}.
+The segmenter is MMSegmentation's own ``EncoderDecoder`` (``mmseg.models.build_segmentor``)
+with the released ``fpn_lsnet_*_ade20k_40k`` decode head (``FPNHead``) and its ``whole``
+inference (``simple_test``: logits resized to the image, softmax, argmax), on the same backbone
+and neck renderings (the neck with 4 outputs).
+
+The manifest is {"cases": [{"name", "task" (detect, default, or segment), "variant"
+(lsnet_t/s/b), "input", "output", "dtypes"}]}.
 Each input .npz holds ``input`` (1, 3, H, W) float32, already normalized, and the state_dict as
 ``state/<official key>``. Each output .npz holds, per dtype (float32, or float64: model and input
 converted to double, the final NMS run in float32 as the kernel only takes float32),
 ``<dtype>/cls_score_{0..4}`` (1, 720, h, w), ``<dtype>/bbox_pred_{0..4}`` (1, 36, h, w) and
 ``<dtype>/det_boxes`` (n, 4), ``det_scores`` (n,), ``det_labels`` (n,), for an identity image
-meta (scale factor 1, img_shape = pad_shape = the input size).
+meta (scale factor 1, img_shape = pad_shape = the input size). A segmentation case's output
+holds ``<dtype>/seg_logits_head`` (1, 150, H/8, W/8), ``<dtype>/seg_pred`` (H, W) and
+``<dtype>/seg_margin`` (H, W: top-1 minus top-2 of the resized logits).
 """
 
 import argparse
@@ -56,6 +65,19 @@ BBOX_HEAD = dict(
     ),
     loss_cls=dict(type="FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
     loss_bbox=dict(type="L1Loss", loss_weight=1.0),
+)
+# fpn_lsnet_*_ade20k_40k.py, as released (its _base_/models/fpn_r50.py decode head)
+DECODE_HEAD = dict(
+    type="FPNHead",
+    in_channels=[256, 256, 256, 256],
+    in_index=[0, 1, 2, 3],
+    feature_strides=[4, 8, 16, 32],
+    channels=128,
+    dropout_ratio=0.1,
+    num_classes=150,
+    norm_cfg=dict(type="SyncBN", requires_grad=True),
+    align_corners=False,
+    loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
 )
 TEST_CFG = dict(
     nms_pre=1000,
@@ -102,36 +124,53 @@ def install_stand_ins():
     return kernel
 
 
-def register_parts():
-    """The renderings of tests/torch_lsnet_dense.py in MMDetection's registries."""
+def register_parts(builder):
+    """The renderings of tests/torch_lsnet_dense.py in MMDetection's or MMSegmentation's
+    registries (`builder`: mmdet.models.builder or mmseg.models.builder)."""
     sys.path.insert(0, str(TESTS))
     import torch_lsnet_dense
-    from mmdet.models.builder import BACKBONES, NECKS
 
-    if "LSNetDetectionBackbone" not in BACKBONES.module_dict:
-        BACKBONES.register_module("LSNetDetectionBackbone", module=torch_lsnet_dense.build_backbone)
-        NECKS.register_module("LSNetFPNRendering", module=torch_lsnet_dense.build_neck)
+    if "LSNetDetectionBackbone" not in builder.BACKBONES.module_dict:
+        builder.BACKBONES.register_module(
+            "LSNetDetectionBackbone", module=torch_lsnet_dense.build_backbone
+        )
+        builder.NECKS.register_module("LSNetFPNRendering", module=torch_lsnet_dense.build_neck)
 
 
-def build(variant, state, dtype):
+def build(task, variant, state, dtype):
     import torch
     from mmcv import Config
-    from mmdet.models import build_detector
 
-    register_parts()
-    config = Config(  # attribute access, as a config file read by Config.fromfile gives
-        dict(
-            model=dict(
-                type="RetinaNet",
-                backbone=dict(type="LSNetDetectionBackbone", variant=variant),
-                neck=dict(type="LSNetFPNRendering", variant=variant),
-                bbox_head=BBOX_HEAD,
-                train_cfg=None,
-                test_cfg=TEST_CFG,
-            )
+    backbone = dict(type="LSNetDetectionBackbone", variant=variant)
+    if task == "segment":
+        import mmseg.models.builder
+        from mmseg.models import build_segmentor
+
+        register_parts(mmseg.models.builder)
+        model = dict(
+            type="EncoderDecoder",
+            backbone=backbone,
+            neck=dict(type="LSNetFPNRendering", variant=variant, num_outs=4),
+            decode_head=DECODE_HEAD,
+            train_cfg=dict(),
+            test_cfg=dict(mode="whole"),
         )
-    )
-    model = build_detector(config.model)
+        model = build_segmentor(Config(dict(model=model)).model)
+    else:
+        import mmdet.models.builder
+        from mmdet.models import build_detector
+
+        register_parts(mmdet.models.builder)
+        model = dict(
+            type="RetinaNet",
+            backbone=backbone,
+            neck=dict(type="LSNetFPNRendering", variant=variant),
+            bbox_head=BBOX_HEAD,
+            train_cfg=None,
+            test_cfg=TEST_CFG,
+        )
+        # attribute access, as a config file read by Config.fromfile gives
+        model = build_detector(Config(dict(model=model)).model)
     own = model.state_dict()
     for key, value in state.items():
         if key.endswith("attention_bias_idxs") and not np.array_equal(value, own[key].numpy()):
@@ -140,6 +179,24 @@ def build(variant, state, dtype):
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return model.double() if dtype == "float64" else model
+
+
+def segment(model, image, dtype):
+    """The head's logits, MMSegmentation's class map and its top-2 margin for one image."""
+    import torch
+
+    x = torch.from_numpy(image).to(torch.float64 if dtype == "float64" else torch.float32)
+    h, w = image.shape[2:]
+    meta = dict(img_shape=(h, w, 3), ori_shape=(h, w, 3), pad_shape=(h, w, 3), flip=False)
+    with torch.no_grad():
+        logits = model.decode_head.forward_test(model.extract_feat(x), [meta], None)
+        (pred,) = model.simple_test(x, [meta], rescale=True)
+        top2 = model.encode_decode(x, [meta]).topk(2, dim=1).values[0]
+    return {
+        f"{dtype}/seg_logits_head": logits.numpy(),
+        f"{dtype}/seg_pred": np.asarray(pred),
+        f"{dtype}/seg_margin": (top2[0] - top2[1]).numpy(),
+    }
 
 
 def run(model, image, dtype):
@@ -178,12 +235,15 @@ def check():
     import mmcv.ops
     import mmdet
     import mmdet.models  # noqa: F401
+    import mmseg
+    import mmseg.models  # noqa: F401
 
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], dtype=torch.float32)
     keep = mmcv.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)[1]
     assert keep.tolist() == [0, 2], keep
     assert torch.version.cuda is None, "a CUDA build of torch"
-    print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}")
+    versions = f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}"
+    print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, {versions}")
     print(f"nms kernel {kernel.__file__}")
 
 
@@ -202,15 +262,15 @@ def main(argv=None):
     for case in json.loads(Path(args.manifest).read_text())["cases"]:
         data = np.load(case["input"])
         state = {k.removeprefix("state/"): data[k] for k in data.files if k.startswith("state/")}
+        task = case.get("task", "detect")
         out = {}
         for dtype in case["dtypes"]:
             start = time.perf_counter()
-            model = build(case["variant"], state, dtype)
-            out.update(run(model, data["input"], dtype))
+            model = build(task, case["variant"], state, dtype)
+            out.update((segment if task == "segment" else run)(model, data["input"], dtype))
             out[f"{dtype}/seconds"] = np.float64(time.perf_counter() - start)
         np.savez(case["output"], **out)
-        found = [len(out[f"{dtype}/det_scores"]) for dtype in case["dtypes"]]
-        print(f"{case['name']}: {found} detections ({', '.join(case['dtypes'])})")
+        print(f"{case['name']}: {task} ({', '.join(case['dtypes'])})")
     return 0
 
 
