@@ -66,8 +66,8 @@ def _export(args):
     if args.calibration:
         require_folder(args.calibration, "calibration")
     model = _load_keras_model(args)
-    if getattr(model, "task", None) == "detect":
-        return _export_detector(model, args)
+    if getattr(model, "task", None) in ("detect", "segment"):
+        return _export_dense(model, args)
     _square(model.input_shape[1:3])
     calibration = None
     if args.android_assets:
@@ -106,28 +106,38 @@ def _export(args):
     )
 
 
-def _export_detector(model, args):
+def _export_dense(model, args):
+    """`lsnet export` of a detector (letterboxed calibration, ends in the detection op) or a
+    segmenter (stretched calibration, logits out), both with MediaPipe's metadata."""
+    import numpy as np
+
     from lsnet_keras.detection.letterbox import letterbox
     from lsnet_keras.litert.calibration import folder_images
     from lsnet_keras.litert.detector_export import export_detector
+    from lsnet_keras.litert.segmenter_export import export_segmenter
 
+    kind = "detector" if model.task == "detect" else "segmenter"
     if args.android_assets or args.io != "float32" or args.include_preprocessing:
         raise LSNetError(
-            f"{model.name} is a detector: --android-assets, --io and --include-preprocessing "
-            "are for classifiers (a detector always takes RGB pixels, normalized inside)"
+            f"{model.name} is a {kind}: --android-assets, --io and --include-preprocessing "
+            f"are for classifiers (a {kind} always takes RGB pixels, normalized inside)"
         )
     if not args.output:
         raise LSNetError("give --output FILE.tflite")
+    height, width = model.image_shape[:2]
+    if model.task == "detect":
+        how, fit = "letterboxed", lambda image: letterbox(image, height, width).pixels
+        export, ending = export_detector, "ends in TFLite_Detection_PostProcess"
+    else:
+        how, fit = "stretched", lambda image: np.asarray(image.resize((width, height)))
+        export, ending = export_segmenter, "logits at 1/8 out"
     calibration = None
     if args.precision == "int8" and args.calibration:
-        height, width = model.image_shape[:2]
-        calibration = folder_images(
-            args.calibration, fit=lambda image: letterbox(image, height, width).pixels
-        )
-        print(f"calibrating on {len(calibration)} images from {args.calibration} (letterboxed)")
+        calibration = folder_images(args.calibration, fit=fit)
+        print(f"calibrating on {len(calibration)} images from {args.calibration} ({how})")
     elif args.precision == "int8":
         print("calibrating on the built-in generated set (pass --calibration DIR for real images)")
-    export_detector(
+    export(
         model,
         args.output,
         precision=args.precision,
@@ -137,7 +147,7 @@ def _export_detector(model, args):
     )
     print(
         f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB, {args.precision}, "
-        f"target {args.target}; ends in TFLite_Detection_PostProcess, MediaPipe metadata)"
+        f"target {args.target}; {ending}, MediaPipe metadata)"
     )
 
 

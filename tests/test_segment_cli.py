@@ -10,6 +10,7 @@ from test_segmentation import TINY
 
 import lsnet_keras
 from lsnet_keras.cli import main
+from lsnet_keras.litert.metadata import read_metadata
 from lsnet_keras.segmentation.run import open_segmenter, overlay
 
 
@@ -75,3 +76,14 @@ def test_a_classifier_is_not_a_segmenter(hostile_files, segmenter_file, capsys):
     assert main(["segment", hostile_files["keras"], str(segmenter_file / "wide.png")]) == 2
     err = capsys.readouterr().err
     assert "is not a segmenter" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_command_writes_the_mediapipe_form(segmenter_file, tmp_path, capsys):
+    output = tmp_path / "seg.tflite"
+    argv = ["export", str(segmenter_file / "seg.keras"), "--output", str(output)]
+    assert main([*argv, "--precision", "int8", "--calibration", str(segmenter_file)]) == 0
+    out = capsys.readouterr().out
+    assert "calibrating on 2 images" in out and "logits at 1/8 out" in out
+    assert read_metadata(output.read_bytes())["labels"] == [f"class {i}" for i in range(7)]
+    assert main([*argv, "--force", "--include-preprocessing"]) == 2
+    assert "is a segmenter" in capsys.readouterr().err

@@ -76,30 +76,46 @@ def put_detections_last(tflite_bytes):
     return _pack(model, len(tflite_bytes))
 
 
+def pixel_input(b, image_shape):
+    """The metadata of a (1, H, W, 3) RGB pixel input normalized inside the graph (mean 0,
+    std 1, as MediaPipe accepts: it refuses per-channel values), built in `b`."""
+    normalization = _table(
+        b,
+        [
+            (0, b.CreateNumpyVector(np.asarray((0.0,), np.float32))),
+            (1, b.CreateNumpyVector(np.asarray((1.0,), np.float32))),
+        ],
+    )
+    unit = _table(b, [(1, normalization)], [(0, NORMALIZATION)])
+    image_content = _table(b, [(1, _table(b, [], [(0, RGB)]))], [(0, IMAGE)])
+    stats = _table(
+        b,
+        [
+            (0, b.CreateNumpyVector(np.asarray((255.0,), np.float32))),
+            (1, b.CreateNumpyVector(np.asarray((0.0,), np.float32))),
+        ],
+    )
+    height, width = image_shape
+    description = f"Image {height}x{width}, RGB pixels 0..255, normalized inside."
+    return _table(
+        b,
+        [
+            (0, b.CreateString("image")),
+            (1, b.CreateString(description)),
+            (3, image_content),
+            (4, _vector(b, [unit])),
+            (5, stats),
+        ],
+    )
+
+
 def _metadata_flatbuffer(name, description, labels_file, image_shape):
     b = flatbuffers.Builder(1024)
 
     def text(value):
         return b.CreateString(value)
 
-    def floats(values):
-        return b.CreateNumpyVector(np.asarray(values, np.float32))
-
-    normalization = _table(b, [(0, floats((0.0,))), (1, floats((1.0,)))])
-    unit = _table(b, [(1, normalization)], [(0, NORMALIZATION)])
-    image_content = _table(b, [(1, _table(b, [], [(0, RGB)]))], [(0, IMAGE)])
-    stats = _table(b, [(0, floats((255.0,))), (1, floats((0.0,)))])
-    height, width = image_shape
-    image = _table(
-        b,
-        [
-            (0, text("image")),
-            (1, text(f"Image {height}x{width}, RGB pixels 0..255, normalized inside.")),
-            (3, image_content),
-            (4, _vector(b, [unit])),
-            (5, stats),
-        ],
-    )
+    image = pixel_input(b, image_shape)
 
     def value_range():  # ValueRange min = max = 2, the dimension the content is on, as writers do
         b.StartObject(2)
