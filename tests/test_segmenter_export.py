@@ -123,6 +123,23 @@ def test_mediapipe_image_segmenter(exported, consumer_python, tmp_path):  # noqa
     assert 0 < changed <= 0.15, changed
 
 
+@pytest.mark.slow
+def test_gpu_runs_the_fp16_segmenter_fully(exported, tmp_path):
+    """The fp16 export for the GPU runs fully on the LiteRT GPU delegate (lavapipe here): fp32
+    GPU math within 1e-4 of the CPU's, fp16 math within 5% of the logit scale."""
+    from lsnet_keras.litert.gpu_check import check_gpu
+
+    model, _ = exported
+    path = tmp_path / "gpu.tflite"
+    export_segmenter(model, path, precision="fp16", target="gpu")
+    _, pixels = golden()
+    exact = check_gpu(str(path), inputs=[pixels[None].astype("float32")], fp32=True)
+    assert exact["error"] is None and exact["fully_accelerated"] and exact["ok"], exact
+    assert exact["max_abs_diff"] <= 1e-4 * exact["output_scale"]
+    half = check_gpu(str(path), inputs=[pixels[None].astype("float32")])
+    assert half["fully_accelerated"] and half["max_abs_diff"] <= 0.05 * half["output_scale"]
+
+
 def test_edgetpu_not_yet_and_a_detector_refused(tmp_path):
     model = lsnet_keras.LSNetSemanticFPN(
         (32, 64, 96, 128), (1, 1, 1, 1), (2, 2, 2, 2), num_classes=3, input_shape=64
