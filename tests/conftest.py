@@ -212,3 +212,15 @@ def heavy_files(hostile_files):
     broken.weights[0].assign(np.full(broken.weights[0].shape, np.nan, "float32"))
     broken.save(hostile_files["nan_keras"])
     return hostile_files
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _models_freed_after_each_module():
+    """Keras keeps every model built in the process: under pytest-xdist one worker runs many
+    slow modules and grew past 12 GB (OOM-killed on the 24 GiB CI machine). Each module's
+    models are released when it ends."""
+    yield
+    import gc
+
+    keras.backend.clear_session()
+    gc.collect()
