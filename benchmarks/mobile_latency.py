@@ -150,20 +150,21 @@ def versions(litert_python):
     return found
 
 
-def export_all(variant, reference, folded, workdir, litert_python):
-    """Export every file-based contender; {name: {"path", "export_s", ...} or {"skipped": why}}."""
+def export_all(variant, reference, folded, workdir, litert_python, onnx=True):
+    """Export every file-based contender (the ONNX ones if `onnx`); {name: {"path",
+    "export_s", ...} or {"skipped": why}}."""
     state = {k: v.numpy() for k, v in reference.state_dict().items()}
     jobs = {f"tflite-{p}": partial(c.export_ours, state, variant, p) for p in c.PRECISIONS}
     models = {}
     # our int8 export's calibration set (export_tflite's default), NCHW for the torch routes
     calibration = normalize(builtin_images(32, 224, seed=0)).transpose(0, 3, 1, 2)
-    if all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+    if onnx and all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         jobs["onnxruntime"] = partial(c.export_onnx, folded)
         onnx_path = workdir / f"{variant}-onnxruntime.onnx"
         jobs["onnxruntime-int8"] = partial(
             c.export_onnx_int8, onnx_path, calibration_nchw=calibration
         )
-    else:
+    elif onnx:
         for name in ("onnxruntime", "onnxruntime-int8"):
             models[name] = {
                 "skipped": "onnx / onnxruntime not installed: pip install -c "

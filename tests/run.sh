@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every check of the project, from nothing: the README's test command, and what CI runs.
 #  1. a fresh virtual environment (.venv) with the locked versions (requirements/lock.txt);
-#  2. the Vulkan stack for the LiteRT GPU checks (apt-get, so root, or sudo the first time);
+#  2. the Vulkan stack for the LiteRT GPU checks, and qemu-user with an arm64 tree for the ARM
+#     checks (tflite/arm; cached under ~/.cache/lsnet-keras): apt-get, so root, or sudo the
+#     first time;
 #  3. lint (ruff), the Android core's Kotlin tests and the app's XML check;
 #  4. the fast suite, then the slow one (pytest-xdist: a test module per core). The
 #     tflite-runtime and MediaPipe / Task Library checks build their own cached virtual
@@ -13,7 +15,9 @@ python3 -m venv --clear .venv
 . .venv/bin/activate
 python -m pip install -q -c requirements/lock.txt -e ".[dev]"
 
-if [[ $(id -u) -eq 0 ]]; then bash tflite/setup_gpu.sh; else sudo bash tflite/setup_gpu.sh; fi
+if [[ $(id -u) -eq 0 ]]; then as_root=(); else as_root=(sudo); fi
+"${as_root[@]}" bash tflite/setup_gpu.sh
+"${as_root[@]}" bash tflite/arm/setup.sh
 
 ruff check .
 ruff format --check .
