@@ -482,9 +482,11 @@ def build_parser():
     detect.set_defaults(run=_detect)
 
     segment = commands.add_parser(
-        "segment", help="class map of a .keras segmenter: a color overlay and a raw mask PNG"
+        "segment", help="class map of a .keras / .tflite segmenter: a color overlay and a mask PNG"
     )
-    segment.add_argument("model", help="a segmenter: .keras (lsnet convert of a Semantic FPN)")
+    segment.add_argument(
+        "model", help="a segmenter: .keras (lsnet convert of a Semantic FPN) or .tflite (export)"
+    )
     segment.add_argument("images", nargs="+", help="image files, any size (stretched)")
     segment.add_argument(
         "--output", help="the color overlay: a picture file for one image, a folder for several"

@@ -87,3 +87,30 @@ def test_export_command_writes_the_mediapipe_form(segmenter_file, tmp_path, caps
     assert read_metadata(output.read_bytes())["labels"] == [f"class {i}" for i in range(7)]
     assert main([*argv, "--force", "--include-preprocessing"]) == 2
     assert "is a segmenter" in capsys.readouterr().err
+
+
+def test_tflite_segmenter_gives_the_keras_class_map(segmenter_file, tmp_path, capsys):
+    """The exported fp32 file through the same stretch, resize and argmax: Keras' class map
+    (on all pixels but near-ties), and `lsnet segment` takes it as it takes the .keras."""
+    from lsnet_keras.litert.segmenter_export import export_segmenter
+    from lsnet_keras.model.loading import load_keras_model
+
+    exported = tmp_path / "seg.tflite"
+    export_segmenter(load_keras_model(segmenter_file / "seg.keras"), exported)
+    image = Image.open(segmenter_file / "wide.png").convert("RGB")
+    ours = open_segmenter(exported).segment(image)
+    keras_map = open_segmenter(segmenter_file / "seg.keras").segment(image)
+    assert ours.shape == (70, 130) and (ours == keras_map).mean() >= 0.999
+    mask = tmp_path / "mask.png"
+    assert (
+        main(["segment", str(exported), str(segmenter_file / "wide.png"), "--mask", str(mask)]) == 0
+    )
+    np.testing.assert_array_equal(np.asarray(Image.open(mask)), ours)
+
+
+def test_a_tflite_classifier_is_not_a_segmenter(segmenter_file, tmp_path, capsys):
+    classifier = tmp_path / "classifier.tflite"
+    lsnet_keras.export_tflite(lsnet_keras.lsnet_t(num_classes=10, input_shape=64), classifier)
+    assert main(["segment", str(classifier), str(segmenter_file / "wide.png")]) == 2
+    err = capsys.readouterr().err
+    assert "not a segmenter" in err and len(err.strip().splitlines()) == 1

@@ -1,15 +1,18 @@
-"""`lsnet segment`'s work: a `.keras` Semantic FPN segmenter over image files, any size.
+"""`lsnet segment`'s work: a `.keras` or `.tflite` Semantic FPN segmenter over image files,
+any size.
 
 Each image is stretched to the model's input (bilinear, as MediaPipe's ImageSegmenter does), its
 logits (1/8 of the input) are resized bilinearly to the image's own size (align_corners False,
-as MMSegmentation's `rescale`) and the argmax taken: a class map of the original image.
+as MMSegmentation's `rescale`) and the argmax taken: a class map of the original image. A
+`.tflite` (`lsnet export` of a segmenter) takes the pixels as they are (its normalization is
+inside the graph) and goes through the same resize and argmax.
 
 Example:
     >>> from lsnet_keras.segmentation.run import open_segmenter
     >>> open_segmenter("model.onnx")
     Traceback (most recent call last):
     ...
-    lsnet_keras.errors.LSNetError: model.onnx: expected a .keras segmenter (lsnet convert)
+    lsnet_keras.errors.LSNetError: model.onnx: expected a .keras or .tflite segmenter
 """
 
 import numpy as np
@@ -17,6 +20,7 @@ from PIL import Image
 
 from lsnet_keras.config import MMDET_MEAN, MMDET_STD
 from lsnet_keras.errors import LSNetError
+from lsnet_keras.io import require_file
 from lsnet_keras.preprocess import load_image
 from lsnet_keras.segmentation.ade20k import ade20k_palette, labels_or_numbers
 
@@ -47,11 +51,62 @@ class KerasSegmenter:
         return self.model.segment(normalized[None], (image.height, image.width))[0]
 
 
+class TFLiteSegmenter:
+    """A `.tflite` segmenter (`export_segmenter`): pixels in, class map of the same size out.
+
+    Example:
+        >>> TFLiteSegmenter("missing.tflite")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.errors.LSNetError: missing.tflite: model file not found
+    """
+
+    def __init__(self, path, num_threads=None):
+        from lsnet_keras.litert.runtime import interpreter_module
+
+        path = require_file(path, "model")
+        _, module = interpreter_module()
+        try:
+            self.interpreter = module.Interpreter(model_path=path, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise LSNetError(f"{path}: not a loadable .tflite model ({err})") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        shapes = [[int(n) for n in d["shape"]] for d in (*inputs, *outputs)]
+        image = shapes[0] if len(inputs) == 1 else []
+        logits = shapes[-1] if len(outputs) == 1 else []
+        rgb = len(image) == 4 and image[0] == 1 and image[3] == 3
+        float_logits = len(logits) == 4 and np.dtype(outputs[-1]["dtype"]) == np.float32
+        if not (rgb and float_logits):
+            raise LSNetError(
+                f"{path}: not a segmenter (expected one [1, H, W, 3] image input and one float32 "
+                f"[1, h, w, classes] logits output, got {shapes}; export one with lsnet export "
+                "SEGMENTER.keras)"
+            )
+        self.input, self.output = inputs[0], outputs[0]
+        self.height, self.width = shapes[0][1:3]
+        self.names = labels_or_numbers(logits[3])
+
+    def segment(self, image):
+        """(h, w) class indices of a PIL RGB image of any size (h, w)."""
+        from lsnet_keras.model.semantic_fpn import class_map
+
+        stretched = image.resize((self.width, self.height), Image.BILINEAR)
+        pixels = np.asarray(stretched)[None].astype(self.input["dtype"])
+        self.interpreter.set_tensor(self.input["index"], pixels)
+        self.interpreter.invoke()
+        logits = self.interpreter.get_tensor(self.output["index"])
+        return class_map(logits, (image.height, image.width))[0]
+
+
 def open_segmenter(path):
-    """The segmenter of a `.keras` file (one-line LSNetError otherwise)."""
+    """The segmenter of a `.keras` or `.tflite` file (one-line LSNetError otherwise)."""
     if str(path).endswith(".keras"):
         return KerasSegmenter(path)
-    raise LSNetError(f"{path}: expected a .keras segmenter (lsnet convert)")
+    if str(path).endswith(".tflite"):
+        return TFLiteSegmenter(path)
+    raise LSNetError(f"{path}: expected a .keras or .tflite segmenter")
 
 
 def segment_file(segmenter, image_path):
