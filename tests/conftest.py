@@ -218,7 +218,8 @@ def heavy_files(hostile_files):
 def _models_freed_after_each_module():
     """Keras keeps every model built in the process: under pytest-xdist one worker runs many
     slow modules and grew past 12 GB (OOM-killed on the 24 GiB CI machine). Each module's
-    models are released when it ends."""
+    models are released when it ends. (CI now runs each slow module in its own process,
+    tests/run.sh, since that was not enough once the ARM checks were added.)"""
     yield
     import gc
 
