@@ -16,22 +16,15 @@ import numpy as np
 
 from lsnet_keras.detection.postprocess import Detections
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.io import require_file
-from lsnet_keras.litert.runtime import interpreter_module
+from lsnet_keras.litert.runtime import open_interpreter
 
 
 class TFLiteDetector:
     """A `.tflite` detector: `detect(pixels)` -> Detections in input pixels, best first."""
 
     def __init__(self, path, num_threads=None):
-        path = require_file(path, "model")
-        self.path = path
-        self.runtime, module = interpreter_module()
-        try:
-            self.interpreter = module.Interpreter(model_path=path, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            raise LSNetError(f"{path}: not a loadable .tflite model ({err})") from None
+        self.path = str(path)
+        self.runtime, self.interpreter = open_interpreter(path, num_threads)
         inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
         ops = {op["op_name"] for op in self.interpreter._get_ops_details()}

@@ -52,6 +52,26 @@ def interpreter_module():
         ) from None
 
 
+def open_interpreter(path, num_threads=None):
+    """(runtime name, allocated Interpreter) of a `.tflite` file; a one-line LSNetError if the
+    file is missing or LiteRT cannot load it.
+
+    Example:
+        >>> open_interpreter("missing.tflite")
+        Traceback (most recent call last):
+        ...
+        lsnet_keras.errors.LSNetError: missing.tflite: model file not found
+    """
+    path = require_file(path, "model")
+    runtime, module = interpreter_module()
+    try:
+        interpreter = module.Interpreter(model_path=path, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise LSNetError(f"{path}: not a loadable .tflite model ({err})") from None
+    return runtime, interpreter
+
+
 def _load_delegates(module, delegate):
     if delegate is None:
         return []

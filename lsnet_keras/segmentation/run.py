@@ -20,7 +20,6 @@ from PIL import Image
 
 from lsnet_keras.config import MMDET_MEAN, MMDET_STD
 from lsnet_keras.errors import LSNetError
-from lsnet_keras.io import require_file
 from lsnet_keras.preprocess import load_image
 from lsnet_keras.segmentation.ade20k import ade20k_palette, labels_or_numbers
 
@@ -62,15 +61,9 @@ class TFLiteSegmenter:
     """
 
     def __init__(self, path, num_threads=None):
-        from lsnet_keras.litert.runtime import interpreter_module
+        from lsnet_keras.litert.runtime import open_interpreter
 
-        path = require_file(path, "model")
-        _, module = interpreter_module()
-        try:
-            self.interpreter = module.Interpreter(model_path=path, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            raise LSNetError(f"{path}: not a loadable .tflite model ({err})") from None
+        _, self.interpreter = open_interpreter(path, num_threads)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         shapes = [[int(n) for n in d["shape"]] for d in (*inputs, *outputs)]
