@@ -11,6 +11,7 @@ JAX = ["jax>=0.10.2,<0.11"]
 # without declaring it).
 TRAIN = [
     "tensorboard>=2.16",
+    "pycocotools>=2.0.8",  # python -m training.detect: COCO-format data and COCO mAP
     "matplotlib>=3.7",
     "tensorflow-datasets>=4.9",
     "importlib_resources>=6",

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "training.evaluate",
     "training.qat",
     "training.fit",
+    "training.detect",
 )
 CONSOLE_SCRIPTS = ("lsnet", "lsnet.exe", "lsnet-script.py")
 

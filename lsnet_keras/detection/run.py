@@ -36,6 +36,23 @@ class KerasDetector:
         self.height, self.width = self.model.image_shape[:2]
         self.names = class_names(self.model.num_classes)
 
+    @classmethod
+    def from_model(cls, model, names=None):
+        """A detector around a RetinaNet-LSNet in memory (`names`: its class names).
+
+        Example:
+            >>> import lsnet_keras
+            >>> detector = KerasDetector.from_model(lsnet_keras.lsnet_t_retinanet(
+            ...     num_classes=2, input_shape=64), names=["cat", "dog"])
+            >>> detector.height, detector.names
+            (64, ['cat', 'dog'])
+        """
+        detector = cls.__new__(cls)
+        detector.model = model
+        detector.height, detector.width = model.image_shape[:2]
+        detector.names = list(names) if names else class_names(model.num_classes)
+        return detector
+
     def detect(self, pixels, score_threshold=MMDET_TEST.score_threshold, content=None):
         """Detections of (H, W, 3) pixels 0..255 (MMDetection's post-processing, its score
         threshold `score_threshold`), boxes clipped to `content` (h, w)."""

@@ -20,7 +20,9 @@ with the released ``fpn_lsnet_*_ade20k_40k`` decode head (``FPNHead``) and its `
 inference (``simple_test``: logits resized to the image, softmax, argmax), on the same backbone
 and neck renderings (the neck with 4 outputs).
 
-The manifest is {"cases": [{"name", "task" (detect, default, or segment), "variant"
+A ``loss`` case runs MMDetection's ``RetinaHead.loss`` on given outputs (see ``head_loss``).
+
+The manifest is {"cases": [{"name", "task" (detect, default, segment or loss), "variant"
 (lsnet_t/s/b), "input", "output", "dtypes"}]}.
 Each input .npz holds ``input`` (1, 3, H, W) float32, already normalized, and the state_dict as
 ``state/<official key>``. Each output .npz holds, per dtype (float32, or float64: model and input
@@ -78,6 +80,15 @@ DECODE_HEAD = dict(
     norm_cfg=dict(type="SyncBN", requires_grad=True),
     align_corners=False,
     loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
+)
+# retinanet_lsnet_fpn.py's train_cfg
+TRAIN_CFG = dict(
+    assigner=dict(
+        type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1
+    ),
+    allowed_border=-1,
+    pos_weight=-1,
+    debug=False,
 )
 TEST_CFG = dict(
     nms_pre=1000,
@@ -227,6 +238,32 @@ def run(model, image, dtype):
     return out
 
 
+def head_loss(data):
+    """MMDetection's ``RetinaHead.loss`` (assignment, targets, focal and L1 losses) of given
+    head outputs and ground truth: the input .npz holds ``cls_score_{0..4}`` (B, 9C, h, w),
+    ``bbox_pred_{0..4}``, ``image_shape`` (H, W) and per image ``gt_bboxes_{b}`` (n, 4),
+    ``gt_labels_{b}`` (n,)."""
+    import torch
+    from mmcv import Config
+    from mmdet.models import build_head
+
+    levels = len([k for k in data.files if k.startswith("cls_score_")])
+    scores = [torch.from_numpy(data[f"cls_score_{i}"]) for i in range(levels)]
+    deltas = [torch.from_numpy(data[f"bbox_pred_{i}"]) for i in range(levels)]
+    batch, channels = scores[0].shape[:2]
+    head = dict(BBOX_HEAD, num_classes=channels // 9, train_cfg=TRAIN_CFG, test_cfg=TEST_CFG)
+    head = build_head(Config(dict(head=head)).head)
+    h, w = (int(v) for v in data["image_shape"])
+    metas = [dict(img_shape=(h, w, 3), pad_shape=(h, w, 3), batch_input_shape=(h, w))] * batch
+    boxes = [torch.from_numpy(data[f"gt_bboxes_{b}"]) for b in range(batch)]
+    labels = [torch.from_numpy(data[f"gt_labels_{b}"]).long() for b in range(batch)]
+    losses = head.loss(scores, deltas, boxes, labels, metas)
+    return {
+        "loss_cls": np.float64(sum(float(v) for v in losses["loss_cls"])),
+        "loss_bbox": np.float64(sum(float(v) for v in losses["loss_bbox"])),
+    }
+
+
 def check():
     import torch
 
@@ -263,6 +300,10 @@ def main(argv=None):
         data = np.load(case["input"])
         state = {k.removeprefix("state/"): data[k] for k in data.files if k.startswith("state/")}
         task = case.get("task", "detect")
+        if task == "loss":
+            np.savez(case["output"], **head_loss(data))
+            print(f"{case['name']}: loss")
+            continue
         out = {}
         for dtype in case["dtypes"]:
             start = time.perf_counter()
