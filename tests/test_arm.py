@@ -151,8 +151,8 @@ def test_counting_memory_changes_no_instruction(classifier):
     assert counted.loads > 0 and counted.stores > 0
     uncounted = run_on_arm(paths["int8"], inputs, "a76", memory=False)
     # within a process every invoke counts the same; between processes a few instructions
-    # move (9 and 15 of 38.8 M here: allocation addresses), hence 1e-6
-    assert abs(uncounted.instructions - counted.instructions) <= 1e-6 * counted.instructions
+    # move (9, 15 and, in one CI run, 60 of 38.8 M: allocation addresses), hence 1e-5
+    assert abs(uncounted.instructions - counted.instructions) <= 1e-5 * counted.instructions
 
 
 def test_int8_softmax_is_one_step_off_x86(tmp_path):
